@@ -1,0 +1,39 @@
+// Shared by the CPU (.cpp) and CUDA (.cu) launchers: per-element math lives in headers of
+// inline host+device functions so both backends round and break ties identically.
+#pragma once
+
+#if defined(__CUDACC__)
+#define G3_HD __host__ __device__ __forceinline__
+#define G3_DEVICE __device__ __forceinline__
+#else
+#define G3_HD inline
+#endif
+
+#include <cstdint>
+
+namespace g3 {
+
+// Squared Euclidean distance in 3D, always evaluated as ((dx*dx + dy*dy) + dz*dz) with no
+// fused multiply-add (host: -ffp-contract=off, device: --fmad=false), so CPU, CUDA and the
+// naive PyTorch reference produce the same bits.
+template <typename T>
+G3_HD T sq_dist3(T ax, T ay, T az, T bx, T by, T bz) {
+  const T dx = ax - bx;
+  const T dy = ay - by;
+  const T dz = az - bz;
+  return dx * dx + dy * dy + dz * dz;
+}
+
+// "a beats b" for arg-max selections: larger value wins, ties go to the lower index.
+template <typename T>
+G3_HD bool better_max(T va, int64_t ia, T vb, int64_t ib) {
+  return va > vb || (va == vb && ia < ib);
+}
+
+// "a beats b" for arg-min selections (kNN): smaller value wins, ties go to the lower index.
+template <typename T>
+G3_HD bool better_min(T va, int64_t ia, T vb, int64_t ib) {
+  return va < vb || (va == vb && ia < ib);
+}
+
+}  // namespace g3

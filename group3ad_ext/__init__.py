@@ -1,0 +1,13 @@
+"""group3ad_ext: exact, deterministic point-cloud kernels for high-resolution 3D anomaly detection.
+
+Ops run on CPU tensors (multi-threaded, spatial indexes) and on CUDA tensors (when the CUDA
+kernels were compiled: see ``build_info()``), take million-point clouds whole, and agree
+between backends: ties always go to the lowest index. Every op is also registered as
+``torch.ops.group3ad_ext.<name>`` with a fake kernel, so it works under torch.compile.
+"""
+
+from ._loader import build_info, cuda_compiled
+
+__version__ = build_info()["version"]
+
+__all__ = ["build_info", "cuda_compiled", "__version__"]

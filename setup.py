@@ -1,0 +1,123 @@
+"""Build group3ad_ext (C++/CUDA ops) and install the group3ad pipeline package.
+
+CUDA kernels are compiled when torch was built with CUDA and nvcc is found (CUDA_HOME), or
+when FORCE_CUDA=1. The decision never depends on torch.cuda.is_available(): build machines
+often have no GPU. TORCH_CUDA_ARCH_LIST overrides the default architectures.
+
+Environment switches:
+    FORCE_CUDA=1      build the CUDA kernels (fails loudly if nvcc is missing)
+    FORCE_CPU=1       build the CPU kernels only, even where CUDA is available
+    G3_SANITIZE=1     build the CPU code with AddressSanitizer + UBSan (see tests/README.md)
+    G3_DEBUG=1        -O0 -g
+"""
+
+import os
+import sys
+
+from setuptools import find_packages, setup
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from csrc.sources import cpu_sources, cuda_sources  # noqa: E402  (one source list, shared with CMake)
+
+VERSION = "0.1.0"
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+
+
+def _want_cuda():
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    if os.environ.get("FORCE_CPU", "0") == "1":
+        return False
+    if os.environ.get("FORCE_CUDA", "0") == "1":
+        if CUDA_HOME is None:
+            raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit was found (set CUDA_HOME)")
+        if torch.version.cuda is None:
+            raise RuntimeError("FORCE_CUDA=1 but this torch is a CPU build; install a CUDA build")
+        return True
+    return CUDA_HOME is not None and torch.version.cuda is not None
+
+
+def _nvidia_wheel_includes():
+    """cuBLAS/cuSPARSE headers shipped by the nvidia-* wheels (CUDA toolkits may lack them)."""
+    found = []
+    for p in sys.path:
+        for sub in ("nvidia/cu13/include", "nvidia/cublas/include", "nvidia/cusparse/include"):
+            d = os.path.join(p, sub)
+            if os.path.isdir(d):
+                found.append(d)
+    return found
+
+
+def make_extension():
+    import torch
+    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+
+    root = os.path.dirname(os.path.abspath(__file__))
+    rel = lambda paths: [os.path.relpath(p, root) for p in paths]  # noqa: E731
+    with_cuda = _want_cuda()
+    sanitize = os.environ.get("G3_SANITIZE", "0") == "1"
+    debug = os.environ.get("G3_DEBUG", "0") == "1" or sanitize
+
+    opt = ["-O0", "-g"] if debug else ["-O3"]
+    # -ffp-contract=off: no fused multiply-add on the host, so CPU and CUDA (-fmad=false)
+    # round every distance identically and FPS/kNN picks agree bit for bit.
+    cxx = ["-std=c++20", "-fopenmp", "-ffp-contract=off", *opt]
+    ldflags = ["-fopenmp"]
+    if sanitize:
+        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+        cxx += san
+        ldflags += san
+    macros = [("G3_VERSION", f'"{VERSION}"')]
+    include_dirs = [os.path.join(root, "csrc")]
+    sources = rel(cpu_sources(root))
+
+    if with_cuda:
+        archs = os.environ.get("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+        os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+        macros += [("G3_WITH_CUDA", "1"), ("G3_CUDA_ARCHS", f'"{archs}"')]
+        include_dirs += _nvidia_wheel_includes()
+        nvcc = ["-O3", "-std=c++20", "--fmad=false", "-lineinfo", "--expt-relaxed-constexpr"]
+        return CUDAExtension(
+            name="group3ad_ext._C",
+            sources=sources + rel(cuda_sources(root)),
+            include_dirs=include_dirs,
+            define_macros=macros,
+            extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+            extra_link_args=ldflags,
+        )
+    return CppExtension(
+        name="group3ad_ext._C",
+        sources=sources,
+        include_dirs=include_dirs,
+        define_macros=macros,
+        extra_compile_args={"cxx": cxx},
+        extra_link_args=ldflags,
+    )
+
+
+def main():
+    from torch.utils.cpp_extension import BuildExtension
+
+    setup(
+        name="group3ad",
+        version=VERSION,
+        description="Group3AD high-resolution 3D anomaly detection, with exact point-cloud kernels",
+        packages=["group3ad_ext"] + find_packages("python"),
+        package_dir={"group3ad_ext": "group3ad_ext", "": "python"},
+        package_data={"group3ad": ["assets/*", "assets/**/*"]},
+        ext_modules=[make_extension()],
+        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+        python_requires=">=3.10",
+        install_requires=["torch>=2.4", "numpy", "scikit-learn", "open3d", "tqdm", "matplotlib"],
+        extras_require={
+            "test": ["pytest", "hypothesis"],
+            "peers": ["fpsample", "scipy", "pykdtree", "faiss-cpu"],
+        },
+        entry_points={"console_scripts": ["group3ad=group3ad.cli:main"]},
+        zip_safe=False,
+    )
+
+
+if __name__ == "__main__":
+    main()
