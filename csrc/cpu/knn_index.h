@@ -1,0 +1,39 @@
+// Exact k-nearest-neighbour index over one 3D cloud, for the CPU kernels (knn, normals, fpfh,
+// fpfh_variation). Built once, queried from many threads. Results are sorted ascending by
+// squared distance; ties go to the lower point index, exactly as the CUDA path and the naive
+// reference order them. Distances use g3::sq_dist3 (csrc/common/g3_macros.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+namespace g3 {
+namespace cpu {
+
+template <typename T>
+class KnnIndex {
+ public:
+  // points: (n,3) row-major, must outlive the index. n >= 1.
+  KnnIndex(const T* points, int64_t n);
+  ~KnnIndex();
+  KnnIndex(const KnnIndex&) = delete;
+  KnnIndex& operator=(const KnnIndex&) = delete;
+
+  int64_t size() const;
+
+  // k nearest points (1 <= k <= n) of each of m queries (m,3): d2 (m,k), idx (m,k).
+  // Parallel over queries (at::parallel_for); call from outside a parallel region.
+  void query(const T* queries, int64_t m, int64_t k, T* d2, int64_t* idx) const;
+
+  // One query, callable from inside a parallel region. Hybrid search as Open3D's
+  // KDTreeSearchParamHybrid: the k nearest points whose squared distance is <= radius2
+  // (radius2 < 0: no radius limit). Writes count <= k results, sorted; returns count.
+  int64_t query_one(const T* q, int64_t k, T radius2, T* d2, int64_t* idx) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cpu
+}  // namespace g3
