@@ -7,7 +7,9 @@ between backends: ties always go to the lowest index. Every op is also registere
 """
 
 from ._loader import build_info, cuda_compiled
+from .geometry import agcs, fpfh, fpfh_variation, normals, point_spacing
 
 __version__ = build_info()["version"]
 
-__all__ = ["build_info", "cuda_compiled", "__version__"]
+__all__ = ["build_info", "cuda_compiled", "__version__",
+           "normals", "fpfh", "fpfh_variation", "agcs", "point_spacing"]
