@@ -395,7 +395,10 @@ def write_labelled_txt(path, points, labels, delimiter: str = " ") -> None:
     lab = np.asarray(labels).reshape(-1)
     if lab.shape[0] != pts.shape[0]:
         raise ValueError(f"labels: expected {pts.shape[0]} labels, got {lab.shape[0]}")
-    table = np.concatenate([pts, lab.astype(np.float64)[:, None]], axis=1)
-    fmt = delimiter.join(["%.9g", "%.9g", "%.9g", "%d"])
+    row = delimiter.join(["%.9g", "%.9g", "%.9g", "%d"]) + "\n"
     with open(path, "wb") as f:
-        np.savetxt(f, table, fmt=fmt)
+        # one %-format per chunk of rows: several times faster than np.savetxt's per-row loop
+        for s in range(0, len(pts), 65536):
+            p, l = pts[s:s + 65536], lab[s:s + 65536].astype(np.int64)
+            flat = [v for r in zip(p[:, 0].tolist(), p[:, 1].tolist(), p[:, 2].tolist(), l.tolist()) for v in r]
+            f.write(((row * len(p)) % tuple(flat)).encode("ascii"))
