@@ -171,6 +171,9 @@ def _read_pcd(path, size: int) -> np.ndarray:
         if arr.shape[0] != h.points:
             raise DataError(path, f"truncated or corrupt: header says {h.points} points, "
                                   f"the ascii data has {arr.shape[0]}")
+        cols = [h.fields.index(a) for a in "xyz"]
+        if all(h.types[i] == "F" and h.sizes[i] == 4 for i in cols):
+            arr = arr.astype(np.float32).astype(np.float64)  # the declared type: same values as binary
         return arr
     if h.data == "binary":
         dtype = h.dtype()
