@@ -7,7 +7,9 @@ between backends: ties always go to the lowest index. Every op is also registere
 """
 
 from ._loader import build_info, cuda_compiled
+from .coreset import coreset
+from .nn_search import nn_search
 
 __version__ = build_info()["version"]
 
-__all__ = ["build_info", "cuda_compiled", "__version__"]
+__all__ = ["build_info", "coreset", "cuda_compiled", "nn_search", "__version__"]
