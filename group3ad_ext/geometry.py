@@ -143,8 +143,13 @@ def fpfh(points: torch.Tensor, normals: torch.Tensor, radius: float, max_nn: int
     included); SPFH: 11 bins each for theta, alpha, phi, 100/(n-1) per pair; FPFH: neighbour
     SPFHs weighted by 1/squared distance (coincident neighbours skipped), each 11-bin block
     normalised to 100, plus the point's own SPFH, so each block sums to 200 (0 for a point
-    without neighbours). Computed in double; agrees with Open3D to ~1e-9 relative given the
-    same normals (neighbour ties at exactly equal distances may be ordered differently).
+    without neighbours). Computed in double. Given the same normals it equals Open3D's tensor
+    API ``t.pipelines.registration.compute_fpfh_feature`` to 1e-9 on every row, and the legacy
+    ``pipelines.registration.compute_fpfh_feature`` on most rows: where two neighbours' normals
+    make the same angle with the line joining them up to the last bit (nearly coplanar
+    normals), the pair's frame is decided by rounding, which the legacy build does
+    differently, and a row can differ by that pair's share. Neighbours at exactly equal
+    distances are ordered by index.
 
     Args:
         points: (N,3) float32/float64, finite.
@@ -180,7 +185,7 @@ def fpfh(points: torch.Tensor, normals: torch.Tensor, radius: float, max_nn: int
             if lo < 0 or hi >= points.shape[0]:
                 raise ValueError(f"indices must lie in [0, {points.shape[0] - 1}]; got min {lo}, max {hi}")
         indices = indices.to(torch.int64).contiguous()
-    return _ops.fpfh(points, normals.to(points.dtype).contiguous(), indices, radius, max_nn)
+    return _ops.fpfh(points, normals.contiguous(), indices, radius, max_nn)
 
 
 def fpfh_variation(points: torch.Tensor, features: torch.Tensor, k: int = 16) -> torch.Tensor:
