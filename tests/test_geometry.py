@@ -317,8 +317,8 @@ def test_agcs_invariants_and_alpha_zero():
     # the variation-driven centres seed the whole-cloud FPS: the rest is FPS continued from them
     cont = ops.fps(p[None], torch.tensor([len(p)]), c[None, :m], 256)[0]
     assert torch.equal(c, cont)
-    assert torch.equal(g.agcs(p, 256, alpha=1.0)[: 256].sort().values.unique(), c.new_tensor(
-        sorted(set(g.agcs(p, 256, alpha=1.0).tolist()))))
+    all_var = g.agcs(p, 256, alpha=1.0)  # every centre from the high-variation set
+    assert len(torch.unique(all_var)) == 256 and torch.isin(all_var, high).all()
 
 
 def test_agcs_puts_more_centres_on_the_bump():
