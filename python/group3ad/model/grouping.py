@@ -68,8 +68,8 @@ def farthest_point_sample(points: torch.Tensor, n_samples: int, start_idx: int =
 
 
 def group_points(points: torch.Tensor, center_idx: torch.Tensor, k: int):
-    """(neighbourhoods (M,k,3) relative to centres, idx (M,k)); neighbours sorted by distance,
-    ties to the lower index."""
+    """(neighbourhoods (M,k,3) relative to centres, idx (M,k)): column 0 is the centre itself, the
+    other k-1 follow in ascending distance, ties to the lower index (group3ad_ext.group's rule)."""
     op = getattr(group3ad_ext, "group", None)
     if op is not None:
         return op(points, center_idx, k)
@@ -86,6 +86,10 @@ def group_points(points: torch.Tensor, center_idx: torch.Tensor, k: int):
             inside = (d2[r] <= kth[r]).nonzero().squeeze(1)
             key = d2[r, inside]
             order = torch.argsort(key, stable=True)  # inside is ascending in index: stable = lowest index first
-            idx[s + r] = ar[inside[order[:k]]]
+            row = ar[inside[order[:k]]].tolist()
+            # the centre first (as group3ad_ext.group): duplicates of it may precede it in the sort
+            cid = int(center_idx[s + r])
+            row = [cid] + ([j for j in row if j != cid] if cid in row else row[:-1])
+            idx[s + r] = torch.tensor(row[:k], dtype=torch.long)
     neighborhood = points[idx] - centers[:, None, :]
     return neighborhood, idx
