@@ -43,8 +43,8 @@ def run():
     if dev == "cuda":
         torch.cuda.synchronize()
     return out
-run()  # warm-up (kernel selection, allocator)
 if dev == "cuda":
+    run()  # warm-up (kernel selection, allocator); on the CPU one pass is long enough to time cold
     torch.cuda.reset_peak_memory_stats()
 times = []
 for _ in range({repeat}):
@@ -114,30 +114,40 @@ def bench_training(table: Table, device: str, quick: bool) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--quick", action="store_true", help="1024/4096 groups and a very short training")
-    ap.add_argument("--skip-forward", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="1024 and 4096 groups (unless --groups) and a very short training")
+    ap.add_argument("--groups", type=int, nargs="*", help="group counts to time (default 4096 16384)")
     ap.add_argument("--skip-training", action="store_true")
     args = ap.parse_args(argv)
-    forward = Table("encoder", "Point-MAE group encoder: forward time / peak memory; IUN+IAN effect")
-    if not args.skip_forward:
-        sizes = (1024, 4096) if args.quick else (4096, 16384)
-        bench_forward(forward, args.device, sizes, repeat=1 if args.device == "cpu" else 5)
-    if not args.skip_training:
-        extra = bench_training(forward, args.device, args.quick)
-        forward.notes.append("training: " + json.dumps({k: extra[k] for k in ("pretrain_epochs", "evaluation")},
-                                                       default=float))
+    forward = Table("encoder", "Point-MAE group encoder: forward time and peak memory")
+    sizes = args.groups if args.groups is not None else ((1024, 4096) if args.quick else (4096, 16384))
     forward.notes += [
-        "forward: full-size encoder (384 dims, 12 blocks, 6 heads), random weights and random "
-        "neighbourhoods (cost is independent of both), batch 1, all groups in one attention sequence "
-        "(torch SDPA), mini-PointNet in chunks of 1024 groups; seconds = median of the timed runs after "
-        "one warm-up; peak_rss_mib = peak resident memory of a fresh Python process doing only this "
-        "(includes ~0.4 GiB of torch itself); cuda_peak_mib = torch.cuda.max_memory_allocated.",
-        "features: group features of all training clouds of the synthetic tiny/gear category, k-means "
-        "with the elbow rule (seed 0); uniformity = log E exp(-2|x-y|^2), alignment = E|x-y|^2 over "
-        "same-cluster pairs, both on L2-normalised features (lower is better for both); distances raw.",
-        "CPU numbers measured on a 2-core machine shared with other jobs (load average ~10): noisy.",
+        "Full-size encoder (384 dims, 12 blocks, 6 heads), random weights and random neighbourhoods "
+        "(the cost depends on neither), batch 1, all groups in ONE attention sequence (torch SDPA: "
+        "flash kernel on the CPU, memory-efficient kernel for float32 on CUDA), mini-PointNet in "
+        "chunks of 1024 groups, no autograd. seconds: one cold pass on the CPU, median of 5 after a "
+        "warm-up on CUDA. peak_rss_mib: peak resident memory of a fresh Python process doing only "
+        "this (torch itself is ~0.4 GiB of it); cuda_peak_mib: torch.cuda.max_memory_allocated.",
+        "CPU: 2-core machine shared with other jobs (load average 10-14 during the runs): times are "
+        "noisy and several times slower than on an idle machine; no CUDA figure was measured here.",
     ]
-    forward.write()
+    if sizes:
+        bench_forward(forward, args.device, sizes, repeat=1 if args.device == "cpu" else 5)
+        forward.write()
+    if not args.skip_training:
+        features = Table("encoder_training", "Group feature distribution before / after IUN + IAN")
+        extra = bench_training(features, args.device, args.quick)
+        features.notes += [
+            "Synthetic tiny preset, gear category, its 4 training clouds (~10k points each), centred; "
+            "encoder pretrained self-supervised on them first (Point-MAE MAE, Chamfer-L2), then "
+            "Algorithm 1 phases 1 + 2 (Adam lr 1e-4, T 1). Metrics over the groups of all 4 clouds, "
+            "k-means with the elbow rule (seed 0): uniformity = log E exp(-2|x-y|^2) over all pairs, "
+            "alignment = E|x-y|^2 over same-cluster pairs, both on L2-normalised features (lower is "
+            "better for both); min_center_distance / mean_intra_spread in raw feature units.",
+            "training: " + json.dumps({k: extra[k] for k in ("pretrain_epochs", "evaluation")}, default=float),
+            "CPU, shared 2-core machine (noisy).",
+        ]
+        features.write()
     return 0
 
 
