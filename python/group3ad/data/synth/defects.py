@@ -11,8 +11,8 @@ labels come from the construction, never from a threshold on a comparison afterw
 - cut: the material inside a tool (the ball of radius R about c, above a plane ``depth`` below c)
   is removed: surface points inside the tool disappear, the tool's faces inside the part (a flat
   floor and a spherical wall) become new surface. Anomalous: the new faces, plus the remaining
-  original points within ``rim`` (2 point spacings) of a removed point, as Real3D-AD's ground
-  truth labels the points around a missing region.
+  original points within ``rim`` (2 point spacings) of the removed region (exact distance to the
+  tool), as Real3D-AD's ground truth labels the points around a missing region.
 - add: a ball of material of radius R is attached with its top ``height`` above the surface;
   surface points inside it disappear, its own surface outside the part is added. Anomalous:
   the added points.
@@ -67,6 +67,23 @@ def bump(points, normals, c, nc, radius, depth):
     return moved, normals, labels
 
 
+def distance_to_tool(q, c, nc, radius, depth):
+    """Exact distance from q to the cut tool {|p - c| <= R} and {(p - c) . nc >= -depth}."""
+    rel = q - c
+    h = dot(rel, nc)
+    r = np.linalg.norm(rel, axis=1)
+    rho = np.sqrt(np.maximum(r * r - h * h, 0.0))
+    a = np.sqrt(radius * radius - depth * depth)  # radius of the floor disc
+    edge = np.hypot(rho - a, h + depth)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        on_sphere = radius * h >= -depth * r  # the radial projection lies on the tool's cap
+    sphere = np.where(on_sphere & (r > radius), r - radius, np.inf)
+    floor = np.where((h < -depth) & (rho <= a), -depth - h, np.inf)
+    dist = np.minimum(np.minimum(edge, sphere), floor)
+    dist[(r <= radius) & (h >= -depth)] = 0.0
+    return dist
+
+
 def cut(points, normals, c, nc, radius, depth, density, rim, rng):
     """Removes the ball of ``radius`` about c above the plane ``depth`` below c."""
     depth = min(depth, 0.95 * radius)
@@ -84,10 +101,7 @@ def cut(points, normals, c, nc, radius, depth, density, rim, rng):
     keep = (dot(dirs, nc) * radius > -depth) & _inside(wall, lp, ln, tree)
     wall, wall_n = wall[keep], -dirs[keep]
     rest = ~tool
-    labels = np.zeros(int(rest.sum()), np.uint8)
-    if tool.any():
-        dist, _ = cKDTree(points[tool]).query(points[rest], distance_upper_bound=rim)
-        labels[dist <= rim] = 1
+    labels = (distance_to_tool(points[rest], c, nc, radius, depth) <= rim).astype(np.uint8)
     pts = np.concatenate([points[rest], floor, wall])
     nrm = np.concatenate([normals[rest], np.tile(nc, (len(floor), 1)), wall_n])
     lab = np.concatenate([labels, np.ones(len(floor) + len(wall), np.uint8)])
