@@ -138,7 +138,7 @@ def test_same_seed_is_byte_identical_and_samples_are_independent(tiny, tmp_path)
     assert {k: v for k, v in _tree_digest(alone).items() if k.startswith("duck/")} == \
         {k: v for k, v in _tree_digest(root).items() if k.startswith("duck/")}
     other = tmp_path / "other"
-    generate(other, "tiny", SEED + 1, categories=["duck"], progress=False)
+    generate(other, "tiny", SEED + 1, categories=["duck"], n_test=2, progress=False)
     assert _tree_digest(other)["duck/train/0_template.pcd"] != _tree_digest(root)["duck/train/0_template.pcd"]
 
 
