@@ -44,16 +44,24 @@ def _plane_basis(nc):
     return u, np.cross(nc, u)
 
 
+LOCAL_SURFACE_POINTS = 4000
+
+
 def _local(points, normals, c, reach):
-    """The dense sample near c (within ``reach``), with a kd-tree, for inside tests."""
+    """The surface sample near c (within ``reach``), thinned to about LOCAL_SURFACE_POINTS points,
+    with a kd-tree, for inside tests. Thinning matters: a query point a few spacings away from a
+    dense surface has thousands of nearly equidistant neighbours, which makes exact kd-tree
+    queries crawl; the inside test needs the surface's shape, not its sampling density. The
+    samples are in random order, so a stride keeps a uniform random subset."""
     near = np.flatnonzero(np.linalg.norm(points - c, axis=1) < reach)
+    near = near[:: max(1, -(-len(near) // LOCAL_SURFACE_POINTS))]
     return points[near], normals[near], cKDTree(points[near])
 
 
 def _inside(q, lp, ln, tree):
     if len(q) == 0 or len(lp) == 0:
         return np.zeros(len(q), bool)
-    _, i = tree.query(q)
+    _, i = tree.query(q, eps=0.5)  # any nearby surface sample decides the side
     return ((q - lp[i]) * ln[i]).sum(1) < 0
 
 
