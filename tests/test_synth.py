@@ -10,7 +10,7 @@ from group3ad.cli import main as cli_main
 from group3ad.data import DataError, Real3DAD, open_dataset, read_labelled_txt, read_points
 from group3ad.data.synth import CATALOG, PRESETS, generate
 from group3ad.data.synth import defects
-from group3ad.data.synth.generate import REAL3D_LIMITS, make_part, plan_category, test_scan as scan_test
+from group3ad.data.synth.generate import REAL3D_LIMITS, make_part, plan_category, scan_test_sample
 from group3ad.data.synth.meshes import MESHES
 from group3ad.data.synth.scan import visible
 from group3ad.data.synth.shapes import PROCEDURAL, Jitter
@@ -269,6 +269,6 @@ def test_visibility_of_a_sphere_is_the_front_half():
 @pytest.mark.parametrize("category", CATALOG)
 def test_every_category_takes_every_defect(category):
     for i, kind in enumerate(defects.KINDS):
-        pts, labels, info = scan_test(category, TINY, 8_000, kind, np.random.default_rng(i))
+        pts, labels, info = scan_test_sample(category, TINY, 8_000, kind, np.random.default_rng(i))
         assert 0.01 <= labels.mean() <= 0.05 and info["defect_kind"] == kind
         assert len(pts) == len(labels) == info["points"]
