@@ -128,7 +128,7 @@ def main(argv=None) -> int:
         "chunks of 1024 groups, no autograd. seconds: one cold pass on the CPU, median of 5 after a "
         "warm-up on CUDA. peak_rss_mib: peak resident memory of a fresh Python process doing only "
         "this (torch itself is ~0.4 GiB of it); cuda_peak_mib: torch.cuda.max_memory_allocated.",
-        "CPU: 2-core machine shared with other jobs (load average 10-14 during the runs): times are "
+        "CPU: 2-core machine shared with other jobs (load average 10-19 during the runs): times are "
         "noisy and several times slower than on an idle machine; no CUDA figure was measured here.",
     ]
     if sizes:
