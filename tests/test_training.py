@@ -7,10 +7,11 @@ import pytest
 import torch
 from scipy.stats import entropy
 
+import group3ad_ext
+
 from group3ad.model import (Group3ADTrainConfig, PointMAEEncoder, PretrainConfig, anomaly_center,
                             feature_distribution, extract_group_features, fpfh_entropy, load_encoder,
                             make_fake_anomaly, pretrain_encoder, train_group3ad)
-from group3ad.model.fake_anomaly import mean_spacing
 
 from model_shapes import one_thread, shape_cloud  # noqa: F401  (autouse fixture)
 
@@ -34,8 +35,10 @@ def test_fpfh_entropy_hand_values():
 def test_anomaly_centre_is_open3d_fpfh_entropy_argmax():
     pts = shape_cloud("box", 1500, seed=4)
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts.double().numpy()))
-    pcd.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(30))
-    radius = 10.0 * mean_spacing(pts)
+    # FPFH depends on the normals' signs, which are arbitrary for unoriented PCA normals: give
+    # Open3D the same normals so the oracle checks the FPFH, the entropy and the argmax
+    pcd.normals = o3d.utility.Vector3dVector(group3ad_ext.normals(pts, radius=None, max_nn=30).double().numpy())
+    radius = 10.0 * group3ad_ext.point_spacing(pts)
     f = np.asarray(o3d.pipelines.registration.compute_fpfh_feature(
         pcd, o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=100)).data).T
     assert anomaly_center(pts) == int(np.argmax(entropy(f.T + 0.0, axis=0)))
