@@ -23,6 +23,23 @@ VERSION = "0.1.0"
 DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
 
 
+def _locate_cuda_home():
+    """Point torch at the real toolkit before cpp_extension guesses: a `nvcc` wrapper script
+    on PATH (e.g. /usr/local/bin/nvcc -> /usr/local/cuda-13.0/bin/nvcc) makes torch pick its
+    parent's parent (/usr/local), which has no CUDA headers."""
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    for cand in ("/usr/local/cuda",):
+        if os.path.isfile(os.path.join(cand, "bin", "nvcc")) and os.path.isfile(
+            os.path.join(cand, "include", "cuda_runtime_api.h")
+        ):
+            os.environ["CUDA_HOME"] = cand
+            return
+
+
+_locate_cuda_home()
+
+
 def _want_cuda():
     import torch
     from torch.utils.cpp_extension import CUDA_HOME
@@ -36,17 +53,6 @@ def _want_cuda():
             raise RuntimeError("FORCE_CUDA=1 but this torch is a CPU build; install a CUDA build")
         return True
     return CUDA_HOME is not None and torch.version.cuda is not None
-
-
-def _nvidia_wheel_includes():
-    """cuBLAS/cuSPARSE headers shipped by the nvidia-* wheels (CUDA toolkits may lack them)."""
-    found = []
-    for p in sys.path:
-        for sub in ("nvidia/cu13/include", "nvidia/cublas/include", "nvidia/cusparse/include"):
-            d = os.path.join(p, sub)
-            if os.path.isdir(d):
-                found.append(d)
-    return found
 
 
 def make_extension():
@@ -76,7 +82,6 @@ def make_extension():
         archs = os.environ.get("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
         os.environ["TORCH_CUDA_ARCH_LIST"] = archs
         macros += [("G3_WITH_CUDA", "1"), ("G3_CUDA_ARCHS", f'"{archs}"')]
-        include_dirs += _nvidia_wheel_includes()
         nvcc = ["-O3", "-std=c++20", "--fmad=false", "-lineinfo", "--expt-relaxed-constexpr"]
         return CUDAExtension(
             name="group3ad_ext._C",
