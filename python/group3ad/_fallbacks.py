@@ -28,6 +28,11 @@ def knn(query, points, k):
     return torch.cat(ds).to(points.dtype), torch.cat(ids)
 
 
+def group(points, center_idx, k):
+    _, idx = knn(points[center_idx], points, k)
+    return points[idx] - points[center_idx][:, None, :], idx
+
+
 def point_spacing(points):
     d, _ = knn(points, points, 2)
     return float(d[:, 1].sqrt().mean())

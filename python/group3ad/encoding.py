@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import kernels
 from .config import Group3ADConfig
 
 
@@ -57,9 +58,13 @@ def train_iun_ian(encoder: torch.nn.Module, config: Group3ADConfig, clouds, devi
 @torch.no_grad()
 def group_features(encoder: torch.nn.Module, points: torch.Tensor, center_idx, group_size: int) -> torch.Tensor:
     """(G, D) float32 features of the groups of ``group_size`` nearest points around
-    ``points[center_idx]``; all groups of a cloud are one encoder sequence (as Reg3D-AD)."""
-    from .model.features import extract_group_features
-
+    ``points[center_idx]`` (neighbourhoods relative to their centres); all groups of a cloud
+    are one encoder sequence, as in Reg3D-AD."""
     idx = torch.as_tensor(np.asarray(center_idx), dtype=torch.int64, device=points.device)
-    feats = extract_group_features(encoder, points, idx, min(int(group_size), points.shape[0]))
+    k = min(int(group_size), points.shape[0])
+    neighborhood, _ = kernels.group(points, idx, k)
+    was_training = encoder.training
+    encoder.eval()
+    feats = encoder(neighborhood[None].to(points.dtype), points[idx][None])[0]
+    encoder.train(was_training)
     return feats.float()

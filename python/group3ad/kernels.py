@@ -86,3 +86,9 @@ def coreset(features: torch.Tensor, n: int, proj_dim: int = 128, seed: int = 0) 
 def nn_search(queries: torch.Tensor, bank: torch.Tensor, k: int = 1):
     """(dist (Q,k) Euclidean, idx (Q,k)) of each query's nearest bank rows."""
     return _op("nn_search")(queries, bank, k=k)
+
+
+def group(points: torch.Tensor, center_idx: torch.Tensor, k: int):
+    """(neighbourhood (G,k,3) relative to the centres, idx (G,k)) of the k nearest points of
+    each centre (the centre itself first)."""
+    return _op("group")(points, center_idx, k)

@@ -88,11 +88,13 @@ class Group3AD:
 
     # -- fit ------------------------------------------------------------------------------------
 
-    def fit(self, clouds, workspace=None, show_progress: bool = True) -> "Group3AD":
+    def fit(self, clouds, workspace=None, show_progress: bool = True, encoder=None) -> "Group3AD":
         """Fit on one category's normal training clouds (the first is the template).
 
         ``workspace`` (evaluate.Workspace) shares registrations and encoders between the
-        methods of one evaluation; leave it None otherwise."""
+        methods of one evaluation; leave it None otherwise. ``encoder``: a ready encoder
+        module (``forward(neighborhood (1,G,k,3), center (1,G,3)) -> (1,G,D)``) used as is,
+        instead of preparing one from the config."""
         cfg = self.config
         clouds = [centred(points_of(c)) for c in clouds]
         if not clouds:
@@ -111,8 +113,12 @@ class Group3AD:
             else:
                 registered.append(self.registrar(pts))
         tensors = [kernels.as_tensor(p, self.device) for p in registered]
-        self.encoder = (workspace.encoder(cfg, tensors, self.device) if workspace
-                        else _prepare_encoder(cfg, tensors, self.device))
+        if encoder is not None:
+            self.encoder = encoder.to(self.device).eval()
+        elif workspace is not None:
+            self.encoder = workspace.encoder(cfg, tensors, self.device)
+        else:
+            self.encoder = _prepare_encoder(cfg, tensors, self.device)
         feats = []
         for pts in progress(tensors, "train features", show_progress):
             centres = kernels.fps(pts, cfg.n_groups_train, self.device)
