@@ -39,15 +39,15 @@ def point_spacing(points):
 
 
 def fps(points, n, start_idx=0):
-    p = points.double()
-    idx = torch.empty(n, dtype=torch.long)
-    dist = torch.full((p.shape[0],), float("inf"), dtype=torch.float64)
+    p = points.detach().cpu().double().numpy()
+    idx = np.empty(n, dtype=np.int64)
+    dist = np.full(p.shape[0], np.inf)
     cur = int(start_idx)
     for i in range(n):
         idx[i] = cur
-        dist = torch.minimum(dist, (p - p[cur]).pow(2).sum(1))
-        cur = int(torch.argmax(dist))
-    return idx
+        np.minimum(dist, ((p - p[cur]) ** 2).sum(1), out=dist)
+        cur = int(np.argmax(dist))
+    return torch.from_numpy(idx)
 
 
 def normals(points, radius=None, max_nn=30):

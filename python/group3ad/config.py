@@ -90,18 +90,19 @@ class Group3ADConfig:
     encoder_checkpoint: str | None = None
     pretrain_epochs: int = 0
     train_epochs: int = 10
-    learning_rate: float = 1e-5
+    learning_rate: float = 1e-4
+    pretrain_options: dict = field(default_factory=dict)
+    train_options: dict = field(default_factory=dict)
     interpolation: str = "nearest"
     idw_k: int = 3
     fusion: str = "testset"
-    batch_groups: int = 1024
     seed: int = 0
     device: str = "auto"
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
 
     def validate(self) -> "Group3ADConfig":
         for name in ("n_groups_train", "n_groups_test", "group_size", "memory_size",
-                     "coord_memory_size", "proj_dim", "idw_k", "batch_groups"):
+                     "coord_memory_size", "proj_dim", "idw_k"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise UserError(f"{name} must be a positive integer, got {v!r}")
@@ -115,6 +116,8 @@ class Group3ADConfig:
             raise UserError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
         if self.fusion not in FUSIONS:
             raise UserError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if not isinstance(self.pretrain_options, dict) or not isinstance(self.train_options, dict):
+            raise UserError("pretrain_options and train_options must be mappings")
         if not self.learning_rate > 0:
             raise UserError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -131,7 +134,7 @@ class Group3ADConfig:
         bank, 2 pretraining and 2 IUN/IAN epochs, 20000 RANSAC iterations (the small synthetic
         preset registers well below that)."""
         cfg = cls(n_groups_train=512, n_groups_test=1024, group_size=64, memory_size=2000,
-                  coord_memory_size=5000, pretrain_epochs=2, train_epochs=2, batch_groups=512)
+                  coord_memory_size=5000, pretrain_epochs=2, train_epochs=2)
         cfg.registration.max_iteration = 20000
         return cfg.update(overrides)
 

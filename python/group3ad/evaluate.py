@@ -78,12 +78,14 @@ class Workspace:
     def encoder(self, cfg: Group3ADConfig, tensors, device):
         from .encoding import pretrained_encoder, train_iun_ian
 
-        base = (cfg.encoder_checkpoint, cfg.pretrain_epochs, cfg.seed, str(device))
+        base = (cfg.encoder_checkpoint, cfg.pretrain_epochs, json.dumps(cfg.pretrain_options, sort_keys=True),
+                cfg.group_size, cfg.seed, str(device))
         if base not in self._encoders:
             self._encoders[base] = pretrained_encoder(cfg, tensors, device)
         if not (cfg.use_iun_ian and cfg.train_epochs > 0):
             return self._encoders[base]
-        key = base + (cfg.train_epochs, cfg.learning_rate, cfg.n_groups_train, cfg.group_size)
+        key = base + (cfg.train_epochs, cfg.learning_rate, cfg.n_groups_train,
+                      json.dumps(cfg.train_options, sort_keys=True))
         if key not in self._encoders:
             self._encoders[key] = train_iun_ian(self._encoders[base], cfg, tensors, device)
         return self._encoders[key]
