@@ -136,6 +136,7 @@ def test_evaluate_writes_json_markdown_and_figures(tmp_path, capsys, tiny_config
     assert (out_dir / "scored_blob.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_real_process_prints_no_traceback(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "python"), ROOT]))
     r = subprocess.run([sys.executable, "-m", "group3ad.cli", "fit", "--data", str(tmp_path / "x"),

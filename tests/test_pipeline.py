@@ -142,5 +142,5 @@ def test_deterministic_two_runs(data):
 
 
 def test_leave_one_out_skips_self_matches():
-    d = np.array([[0.0, 2.0], [1.0, 3.0]])
-    np.testing.assert_array_equal(leave_one_out(d), [2.0, 1.0])
+    d = np.array([[0.0, 2.0], [1.0, 3.0], [0.0, 4.0]])
+    np.testing.assert_array_equal(leave_one_out(d, np.array([True, False, False])), [2.0, 1.0, 0.0])

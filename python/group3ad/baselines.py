@@ -76,19 +76,21 @@ class FPFHMethod:
             if feats.shape[0] > BTF_BANK_CAP:
                 keep = np.sort(np.random.default_rng(cfg.seed).choice(feats.shape[0], BTF_BANK_CAP, replace=False))
                 feats = feats[torch.as_tensor(keep)]
-            self.bank = feats.contiguous()
+            self.bank_rows = np.arange(feats.shape[0])
         else:
-            sel = kernels.coreset(feats, cfg.memory_size, cfg.proj_dim, cfg.seed)
-            self.bank = feats[sel].contiguous()
-        rows = torch.as_tensor(_stats_rows(feats.shape[0], cfg.seed))
-        d, _ = kernels.nn_search(feats[rows], self.bank, k=min(2, self.bank.shape[0]))
-        self.stats = {"feature": BranchStats.from_distances(leave_one_out(d.cpu().numpy()))}
+            self.bank_rows = kernels.coreset(feats, cfg.memory_size, cfg.proj_dim, cfg.seed).numpy()
+        self.bank = feats[torch.as_tensor(self.bank_rows)].contiguous()
+        rows = _stats_rows(feats.shape[0], cfg.seed)
+        d, _ = kernels.nn_search(feats[torch.as_tensor(rows)], self.bank, k=min(2, self.bank.shape[0]))
+        in_bank = np.isin(rows, self.bank_rows)
+        self.stats = {"feature": BranchStats.from_distances(leave_one_out(d.cpu().numpy(), in_bank))}
         if self.kind == "patchcore_raw":
             coords = torch.from_numpy(np.concatenate(clouds)).float()
-            self.coord_bank = coords[kernels.coreset(coords, cfg.coord_memory_size, cfg.proj_dim, cfg.seed)]
+            sel = kernels.coreset(coords, cfg.coord_memory_size, None, cfg.seed)
+            self.coord_bank = coords[sel]
             rows = _stats_rows(coords.shape[0], cfg.seed)
             d, _ = kernels.knn(coords[torch.as_tensor(rows)], self.coord_bank, min(2, self.coord_bank.shape[0]))
-            self.stats["coord"] = BranchStats.from_distances(leave_one_out(d))
+            self.stats["coord"] = BranchStats.from_distances(leave_one_out(d, np.isin(rows, sel.numpy())))
         return self
 
     def score_branches(self, cloud, registered=None) -> dict:

@@ -28,6 +28,7 @@ from . import __version__, kernels
 from .config import Group3ADConfig, resolve_device
 from .errors import UserError
 from .fusion import BranchStats, fuse_train
+from .memory_bank import MemoryBank
 from .progress import progress
 from .registration import TemplateRegistrar
 
@@ -55,12 +56,12 @@ def centred(points: np.ndarray) -> np.ndarray:
     return points - points.mean(axis=0)
 
 
-def leave_one_out(dist: np.ndarray) -> np.ndarray:
-    """dist (n,2): each entry's two nearest bank distances. An entry that is itself in the bank
-    finds itself at distance 0; its distance to the rest of the bank is the second one."""
+def leave_one_out(dist: np.ndarray, in_bank: np.ndarray) -> np.ndarray:
+    """dist (n,2): each training entry's two nearest bank distances; in_bank (n,) bool: the
+    entry is itself a bank row, so its first match is itself and the second one counts."""
     if dist.shape[1] == 1:
         return dist[:, 0]
-    return np.where(dist[:, 0] > 0, dist[:, 0], dist[:, 1])
+    return np.where(in_bank, dist[:, 1], dist[:, 0])
 
 
 def _stats_rows(n: int, seed: int) -> np.ndarray:
@@ -124,19 +125,21 @@ class Group3AD:
             centres = kernels.fps(pts, cfg.n_groups_train, self.device)
             feats.append(self._features(pts, centres))
         feats = torch.cat(feats)
-        self.feature_bank = kernels.memory_bank_class()(cfg.memory_size, cfg.proj_dim, cfg.seed).fit(feats)
+        self.feature_bank = MemoryBank(cfg.memory_size, cfg.proj_dim, cfg.seed).fit(feats)
         rows = _stats_rows(feats.shape[0], cfg.seed)
-        k = min(2, _bank_len(self.feature_bank, feats.shape[0], cfg.memory_size))
-        d, _ = self.feature_bank.query(feats[torch.as_tensor(rows, device=feats.device)], k=k)
-        self.stats = {"feature": BranchStats.from_distances(leave_one_out(d.cpu().numpy()))}
+        d, _ = self.feature_bank.query(feats[torch.as_tensor(rows, device=feats.device)],
+                                       k=min(2, len(self.feature_bank)))
+        in_bank = np.isin(rows, self.feature_bank.source_rows.cpu().numpy())
+        self.stats = {"feature": BranchStats.from_distances(leave_one_out(d.cpu().numpy(), in_bank))}
         if cfg.use_coordinates:
             coords = torch.cat(tensors)
-            sel = kernels.coreset(coords, cfg.coord_memory_size, cfg.proj_dim, cfg.seed)
-            self.coord_bank = coords[sel.to(coords.device)].float().contiguous()
+            sel = kernels.coreset(coords, cfg.coord_memory_size, None, cfg.seed)
+            self.coord_bank = coords[sel].float().contiguous()
             rows = _stats_rows(coords.shape[0], cfg.seed)
             d, _ = kernels.knn(coords[torch.as_tensor(rows, device=coords.device)], self.coord_bank,
                                min(2, self.coord_bank.shape[0]), self.device)
-            self.stats["coord"] = BranchStats.from_distances(leave_one_out(d))
+            in_bank = np.isin(rows, sel.cpu().numpy())
+            self.stats["coord"] = BranchStats.from_distances(leave_one_out(d, in_bank))
         return self
 
     def _features(self, pts: torch.Tensor, centres: np.ndarray) -> torch.Tensor:
@@ -244,9 +247,7 @@ class Group3AD:
         model.encoder = new_encoder(cfg.seed)
         model.encoder.load_state_dict(d["encoder"])
         model.encoder.to(model.device).eval()
-        model.feature_bank = kernels.memory_bank_class().from_state_dict(d["feature_bank"])
-        if hasattr(model.feature_bank, "to"):
-            model.feature_bank.to(model.device)
+        model.feature_bank = MemoryBank.from_state_dict(d["feature_bank"], device=model.device)
         model.coord_bank = None if d["coord_bank"] is None else d["coord_bank"].to(model.device)
         if d["template"] is not None:
             model.registrar = TemplateRegistrar.from_state_dict(d["template"], cfg.registration)
@@ -258,10 +259,6 @@ def _prepare_encoder(cfg, tensors, device):
     from .encoding import prepare_encoder
 
     return prepare_encoder(cfg, tensors, device)
-
-
-def _bank_len(bank, n_features: int, memory_size: int) -> int:
-    return min(n_features, memory_size)
 
 
 def _to_cpu(obj):
