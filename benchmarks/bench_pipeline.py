@@ -110,8 +110,7 @@ def bank_search():
     b = np.ascontiguousarray(BANK)
     index = faiss.IndexFlatL2(b.shape[1]); index.add(b)
     return index.search(np.ascontiguousarray(feats), 1)[0][:, 0]
-BANK = model.feature_bank.state_dict()
-BANK = next(v for v in BANK.values() if hasattr(v, 'shape') and len(getattr(v, 'shape', ())) == 2).float().numpy()
+BANK = model.feature_bank.features.float().cpu().numpy()
 gs = stage('bank', bank_search)
 def to_points():
     _, nn = cKDTree(reg[ci]).query(reg, k=1, workers=-1)
