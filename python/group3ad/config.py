@@ -1,0 +1,221 @@
+"""Group3AD settings: one dataclass, read from and written to JSON or YAML.
+
+Defaults are the paper's (Supplementary C) and Reg3D-AD's (registration, memory banks):
+4096 training groups of 128 points, memory_size 10000, AGCS alpha 0.2, voxel 0.5 mm,
+normal radius 1.0 mm, FPFH radius 2.5 mm, RANSAC 0.75 mm / 100000 iterations / 0.999.
+``Group3ADConfig.demo()`` is the small setting of ``group3ad demo`` (a few minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+from .errors import UserError
+
+REGISTRATION_UNITS = ("mm", "spacing")
+FUSIONS = ("testset", "train")
+INTERPOLATIONS = ("nearest", "idw")
+
+
+@dataclass
+class RegistrationConfig:
+    """FPFH + RANSAC global registration, then point-to-plane ICP (see registration.py).
+
+    Lengths are millimetres when ``units == "mm"`` (Reg3D-AD on Real3D-AD). With
+    ``units == "spacing"`` every length is multiplied by ``spacing_scale`` times the template's
+    point spacing (``group3ad_ext.point_spacing``) divided by ``voxel_size``, i.e. the voxel
+    becomes ``spacing_scale`` point spacings and the other lengths keep Reg3D-AD's ratios to
+    it: the setting for data in other units or of another density.
+    """
+
+    enabled: bool = True
+    units: str = "mm"
+    spacing_scale: float = 4.0
+    voxel_size: float = 0.5
+    normal_radius: float = 1.0
+    normal_max_nn: int = 30
+    fpfh_radius: float = 2.5
+    fpfh_max_nn: int = 100
+    ransac_distance: float = 0.75
+    ransac_n: int = 3
+    edge_length_ratio: float = 0.9
+    mutual_filter: bool = True
+    max_iteration: int = 100000
+    confidence: float = 0.999
+    icp: bool = True
+    icp_distance: float = 0.5
+    icp_max_iteration: int = 30
+
+    def validate(self) -> None:
+        if self.units not in REGISTRATION_UNITS:
+            raise UserError(f"registration.units must be one of {REGISTRATION_UNITS}, got {self.units!r}")
+        for name in ("spacing_scale", "voxel_size", "normal_radius", "fpfh_radius",
+                     "ransac_distance", "icp_distance"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"registration.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("normal_max_nn", "fpfh_max_nn", "max_iteration", "icp_max_iteration"):
+            if int(getattr(self, name)) < 1:
+                raise UserError(f"registration.{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 3 <= self.ransac_n <= 10:
+            raise UserError(f"registration.ransac_n must be in [3, 10], got {self.ransac_n!r}")
+        if not 0 < self.edge_length_ratio < 1 or not 0 < self.confidence < 1:
+            raise UserError("registration.edge_length_ratio and confidence must be in (0, 1)")
+
+
+@dataclass
+class Group3ADConfig:
+    """Everything a Group3AD model needs besides data; saved inside every model file.
+
+    Method switches (the paper's ablations, Tables 5-6): ``use_iun_ian`` (train the encoder
+    with IUN then IAN; off = the pretrained encoder as is), ``use_agcs`` (AGCS test centres;
+    off = plain FPS), ``use_coordinates`` (Reg3D-AD's registered-xyz memory bank).
+    Encoder source: ``encoder_checkpoint`` (a Point-MAE checkpoint file the user brings); when
+    None, ``pretrain_epochs`` of self-supervised MAE pretraining on the training clouds
+    (0: random initialisation).
+    """
+
+    n_groups_train: int = 4096
+    n_groups_test: int = 16384
+    group_size: int = 128
+    memory_size: int = 10000
+    coord_memory_size: int = 10000
+    proj_dim: int = 128
+    alpha: float = 0.2
+    use_iun_ian: bool = True
+    use_agcs: bool = True
+    use_coordinates: bool = True
+    encoder_checkpoint: str | None = None
+    pretrain_epochs: int = 0
+    train_epochs: int = 10
+    learning_rate: float = 1e-4
+    pretrain_options: dict = field(default_factory=dict)
+    train_options: dict = field(default_factory=dict)
+    interpolation: str = "nearest"
+    idw_k: int = 3
+    fusion: str = "testset"
+    seed: int = 0
+    device: str = "auto"
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+
+    def validate(self) -> "Group3ADConfig":
+        for name in ("n_groups_train", "n_groups_test", "group_size", "memory_size",
+                     "coord_memory_size", "proj_dim", "idw_k"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise UserError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("pretrain_epochs", "train_epochs", "seed"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise UserError(f"{name} must be a non-negative integer, got {v!r}")
+        if not 0 <= self.alpha < 1:
+            raise UserError(f"alpha must be in [0, 1), got {self.alpha!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise UserError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+        if self.fusion not in FUSIONS:
+            raise UserError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if not isinstance(self.pretrain_options, dict) or not isinstance(self.train_options, dict):
+            raise UserError("pretrain_options and train_options must be mappings")
+        if not self.learning_rate > 0:
+            raise UserError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise UserError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        self.registration.validate()
+        return self
+
+    # -- presets -----------------------------------------------------------------------------
+
+    @classmethod
+    def demo(cls, **overrides) -> "Group3ADConfig":
+        """The ``group3ad demo`` setting: the paper's method at a size that runs in a few
+        minutes on 2 CPU cores: 512 training / 1024 test groups of 64 points, 2000-entry feature
+        bank, 2 pretraining and 2 IUN/IAN epochs, 20000 RANSAC iterations (the small synthetic
+        preset registers well below that)."""
+        cfg = cls(n_groups_train=512, n_groups_test=1024, group_size=64, memory_size=2000,
+                  coord_memory_size=5000, pretrain_epochs=2, train_epochs=2)
+        cfg.registration.max_iteration = 20000
+        return cfg.update(overrides)
+
+    # -- (de)serialisation --------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Group3ADConfig":
+        return cls().update(d)
+
+    def update(self, d: dict) -> "Group3ADConfig":
+        """Apply the keys of ``d`` (nested ``registration`` dict allowed); unknown keys are a
+        UserError naming them, so a typo in a config file never passes silently."""
+        d = dict(d or {})
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"unknown config key(s) {unknown}; known: {sorted(known)}")
+        reg = d.pop("registration", None)
+        for k, v in d.items():
+            setattr(self, k, v)
+        if reg is not None:
+            if isinstance(reg, RegistrationConfig):
+                reg = dataclasses.asdict(reg)
+            rknown = {f.name for f in dataclasses.fields(RegistrationConfig)}
+            bad = sorted(set(reg) - rknown)
+            if bad:
+                raise UserError(f"unknown registration key(s) {bad}; known: {sorted(rknown)}")
+            for k, v in reg.items():
+                setattr(self.registration, k, v)
+        return self.validate()
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    def save(self, path: str) -> None:
+        text = self.to_json()
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            text = yaml.safe_dump(self.to_dict(), sort_keys=True)
+        with open(path, "w") as f:
+            f.write(text)
+
+    @classmethod
+    def from_file(cls, path: str, base: "Group3ADConfig | None" = None) -> "Group3ADConfig":
+        """Read a JSON or YAML file (by extension; .yaml/.yml is YAML) over ``base``
+        (default: the paper defaults)."""
+        if not os.path.isfile(path):
+            raise UserError(f"config file {path!r} does not exist")
+        with open(path) as f:
+            text = f.read()
+        try:
+            if path.endswith((".yaml", ".yml")):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as e:  # the parser's own message says where the file is broken
+            raise UserError(f"config file {path!r} is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: {e}") from None
+        if data is not None and not isinstance(data, dict):
+            raise UserError(f"config file {path!r} must hold a mapping of settings")
+        cfg = base if base is not None else cls()
+        return cfg.update(data or {})
+
+
+def resolve_device(name: str):
+    """"auto" -> cuda when a GPU and CUDA kernels are there, else cpu; otherwise as given."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            import group3ad_ext
+
+            if group3ad_ext.cuda_compiled():
+                return torch.device("cuda")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    return dev

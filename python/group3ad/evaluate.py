@@ -1,0 +1,184 @@
+"""The evaluation harness: methods x categories on a Real3D-AD-layout dataset.
+
+For each category: fit every method on the training clouds (sorted; the first is the
+template), score every test cloud, fuse the branches (Reg3D-AD's test-set min-max fusion by
+default, ``fusion="train"`` for the single-cloud one), compute O-/P-AUROC and AUPR. Methods of
+one category share a ``Workspace``: registrations of each cloud and the encoders (pretrained,
+IUN/IAN-trained) are computed once. Writes ``results.json``, ``results.md`` (the paper's
+Tables 1-4), ``roc_<category>.png`` and ``scored_<category>.png`` into the output folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+
+import numpy as np
+
+from .baselines import FPFHMethod
+from .config import Group3ADConfig
+from .errors import UserError
+from .fusion import fuse_testset, fuse_train
+from .metrics import category_metrics, markdown_tables, mean_metrics
+from .pipeline import Group3AD, centred, points_of
+from .progress import progress
+from .registration import TemplateRegistrar
+
+
+def _variant(cfg: Group3ADConfig, **changes) -> Group3ADConfig:
+    out = copy.deepcopy(cfg)
+    reg = changes.pop("registration", None)
+    for k, v in changes.items():
+        setattr(out, k, v)
+    for k, v in (reg or {}).items():
+        setattr(out.registration, k, v)
+    return out
+
+
+#: name -> factory(config): the paper's Table 1 baselines and Tables 5-6 ablations.
+METHODS = {
+    "BTF(FPFH)": lambda c: FPFHMethod(c, "btf"),
+    "PatchCore(FPFH)": lambda c: FPFHMethod(c, "patchcore"),
+    "PatchCore(FPFH+Raw)": lambda c: FPFHMethod(c, "patchcore_raw"),
+    "PatchCore(PointMAE)": lambda c: Group3AD(_variant(
+        c, use_iun_ian=False, use_agcs=False, use_coordinates=False, registration={"enabled": False})),
+    "Group3AD w/o IUN&IAN": lambda c: Group3AD(_variant(c, use_iun_ian=False)),
+    "Group3AD w/o AGCS": lambda c: Group3AD(_variant(c, use_agcs=False)),
+    "Group3AD": lambda c: Group3AD(c),
+}
+DEFAULT_METHODS = tuple(METHODS)
+
+
+class Workspace:
+    """Per-category cache shared by the methods of one evaluation."""
+
+    def __init__(self):
+        self._registrars = {}
+        self._registered = {}
+        self._encoders = {}
+
+    @staticmethod
+    def _regkey(cfg: Group3ADConfig):
+        return json.dumps(vars(cfg.registration), sort_keys=True), cfg.seed
+
+    def registrar(self, template: np.ndarray, cfg: Group3ADConfig) -> TemplateRegistrar:
+        key = self._regkey(cfg)
+        if key not in self._registrars:
+            self._registrars[key] = TemplateRegistrar(template, cfg.registration, cfg.seed)
+        return self._registrars[key]
+
+    def registered(self, name, points: np.ndarray, registrar: TemplateRegistrar) -> np.ndarray:
+        key = (id(registrar), name)
+        if key not in self._registered:
+            self._registered[key] = registrar(points)
+        return self._registered[key]
+
+    def encoder(self, cfg: Group3ADConfig, tensors, device):
+        from .encoding import pretrained_encoder, train_iun_ian
+
+        base = (cfg.encoder_checkpoint, cfg.pretrain_epochs, json.dumps(cfg.pretrain_options, sort_keys=True),
+                cfg.group_size, cfg.seed, str(device))
+        if base not in self._encoders:
+            self._encoders[base] = pretrained_encoder(cfg, tensors, device)
+        if not (cfg.use_iun_ian and cfg.train_epochs > 0):
+            return self._encoders[base]
+        key = base + (cfg.train_epochs, cfg.learning_rate, cfg.n_groups_train,
+                      json.dumps(cfg.train_options, sort_keys=True))
+        if key not in self._encoders:
+            self._encoders[key] = train_iun_ian(self._encoders[base], cfg, tensors, device)
+        return self._encoders[key]
+
+
+def _load(sample):
+    from .data import DataError
+
+    try:
+        return sample.load(drop_nan=True)
+    except DataError as e:
+        raise UserError(str(e)) from None
+
+
+def evaluate(root: str, config: Group3ADConfig, methods=DEFAULT_METHODS, categories=None,
+             out_dir: str | None = None, fusion: str | None = None, data_name: str = "Real3D-AD",
+             show_progress: bool = True, figures: bool = True, log=print) -> dict:
+    """Run ``methods`` on ``categories`` (default: all) of the dataset at ``root``.
+
+    Returns {"config", "fusion", "methods": {name: {"categories": {cat: metrics}, "mean":
+    metrics, "seconds": float}}}; with ``out_dir`` also writes JSON, Markdown and PNGs."""
+    from .data import DataError, open_dataset
+
+    fusion = fusion or config.fusion
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"unknown method(s) {unknown}; known: {list(METHODS)}")
+    try:
+        ds = open_dataset(root)
+        available = ds.categories()
+    except DataError as e:
+        raise UserError(str(e)) from None
+    cats = list(categories) if categories else list(available)
+    bad = [c for c in cats if c not in available]
+    if bad:
+        raise UserError(f"unknown category {bad[0]!r} in {root}; categories there: {', '.join(available)}")
+    results = {m: {"categories": {}, "seconds": 0.0} for m in methods}
+    curves = {}
+    for cat in progress(cats, "categories", show_progress):
+        train, test = ds.train(cat), ds.test(cat)
+        if not train:
+            raise UserError(f"category {cat!r} has no training clouds in {root}")
+        if not test:
+            raise UserError(f"category {cat!r} has no test clouds in {root}")
+        train_clouds = [_load(s) for s in progress(train, f"{cat}: load train", show_progress)]
+        test_clouds = [_load(s) for s in progress(test, f"{cat}: load test", show_progress)]
+        obj_labels = np.array([int(s.is_anomalous) for s in test])
+        point_labels = [np.asarray(c.labels) for c in test_clouds]
+        ws = Workspace()
+        curves[cat] = {}
+        for name in methods:
+            t0 = time.perf_counter()
+            method = METHODS[name](config).fit([c.points for c in train_clouds], workspace=ws,
+                                              show_progress=show_progress)
+            branches = []
+            for s, c in zip(test, progress(test_clouds, f"{cat}: {name}", show_progress)):
+                registered = None
+                if isinstance(method, Group3AD) and method.config.registration.enabled:
+                    registered = ws.registered(("test", s.name), centred(points_of(c.points)), method.registrar)
+                branches.append(method.score_branches(c.points, registered=registered))
+            if fusion == "testset":
+                pts, obj = fuse_testset(branches)
+            else:
+                fused = [fuse_train(b, method.stats) for b in branches]
+                pts, obj = [f[0] for f in fused], np.array([f[1] for f in fused])
+            results[name]["seconds"] += time.perf_counter() - t0
+            results[name]["categories"][cat] = category_metrics(obj_labels, obj, point_labels, pts)
+            curves[cat][name] = (obj_labels, np.asarray(obj), point_labels, pts)
+            log(f"{cat:>12s}  {name:<22s} " + "  ".join(
+                f"{k} {v:.3f}" for k, v in results[name]["categories"][cat].items()))
+        if out_dir and figures:
+            from . import figures as fig
+
+            fig.roc_figure(os.path.join(out_dir, f"roc_{cat}.png"), cat, curves[cat])
+            shown = methods[-1]
+            fig.scored_cloud_figure(os.path.join(out_dir, f"scored_{cat}.png"), test, test_clouds,
+                                    curves[cat][shown][3], f"{cat}: {shown}")
+        curves[cat] = None  # point scores of a category are not needed past its figures
+    for name in methods:
+        results[name]["mean"] = mean_metrics(results[name]["categories"])
+    report = {"config": config.to_dict(), "fusion": fusion, "data": os.path.abspath(root),
+              "methods": results}
+    if out_dir:
+        write_report(report, out_dir, data_name)
+    return report
+
+
+def write_report(report: dict, out_dir: str, data_name: str = "Real3D-AD") -> tuple[str, str]:
+    os.makedirs(out_dir, exist_ok=True)
+    jpath, mpath = os.path.join(out_dir, "results.json"), os.path.join(out_dir, "results.md")
+    with open(jpath, "w") as f:
+        json.dump(report, f, indent=1, sort_keys=False, default=float)
+    with open(mpath, "w") as f:
+        f.write(f"# Results on {data_name} ({report['fusion']} fusion)\n\n")
+        f.write(markdown_tables(report["methods"], data_name))
+    return jpath, mpath
