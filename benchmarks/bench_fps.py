@@ -43,7 +43,9 @@ def numpy_loop_fps(x: np.ndarray, n: int, start: int = 0) -> np.ndarray:
     return out
 
 
-def _mem(code: str) -> float:
+def _mem(code: str, enabled: bool = True) -> float:
+    if not enabled:
+        return float("nan")
     try:
         return common.measure_in_subprocess(code).get("peak_rss_mib", float("nan"))
     except Exception:  # peer missing in the child: no memory figure
@@ -66,7 +68,7 @@ def bench_cpu(quick: bool) -> common.Table:
         pts = common.surface_cloud(n)
         arr = pts.numpy()
         ours = common.timeit(lambda: group3ad_ext.fps(pts, M), repeat=3 if n < 10**6 else 5)
-        ours_mem = _mem(PRELUDE % (root, n) + "import group3ad_ext; group3ad_ext.fps(pts, %d)" % M)
+        ours_mem = _mem(PRELUDE % (root, n) + "import group3ad_ext; group3ad_ext.fps(pts, %d)" % M, not quick)
         t.add(n=n, m=M, impl="group3ad_ext.fps", seconds=ours, ratio=1.0, peak_rss_mib=ours_mem)
         peers = []
         try:
@@ -76,9 +78,9 @@ def bench_cpu(quick: bool) -> common.Table:
                 peers.append((f"fpsample kdline h={h}",
                               lambda h=h: fpsample.bucket_fps_kdline_sampling(arr, M, h=h),
                               f"import fpsample; fpsample.bucket_fps_kdline_sampling(pts.numpy(), {M}, h={h})"))
-            peers.append(("fpsample kdtree h=9",
-                          lambda: fpsample.bucket_fps_kdtree_sampling(arr, M, h=9),
-                          f"import fpsample; fpsample.bucket_fps_kdtree_sampling(pts.numpy(), {M}, h=9)"))
+            peers.append(("fpsample kdtree",
+                          lambda: fpsample.bucket_fps_kdtree_sampling(arr, M),
+                          f"import fpsample; fpsample.bucket_fps_kdtree_sampling(pts.numpy(), {M})"))
             peers.append(("fpsample npdu_kdtree (approx.)",
                           lambda: fpsample.fps_npdu_kdtree_sampling(arr, M),
                           f"import fpsample; fpsample.fps_npdu_kdtree_sampling(pts.numpy(), {M})"))
@@ -100,7 +102,7 @@ def bench_cpu(quick: bool) -> common.Table:
             t.notes.append("open3d not installed")
         for name, fn, code in peers:
             sec = common.timeit(fn, repeat=1 if "vanilla" in name or "open3d" in name else 3)
-            t.add(n=n, m=M, impl=name, seconds=sec, ratio=sec / ours, peak_rss_mib=_mem(PRELUDE % (root, n) + code))
+            t.add(n=n, m=M, impl=name, seconds=sec, ratio=sec / ours, peak_rss_mib=_mem(PRELUDE % (root, n) + code, not quick))
         if n <= 100_000:
             sec = common.timeit(lambda: torch_loop_fps(pts, M), repeat=1, warmup=0)
             t.add(n=n, m=M, impl="torch loop (brute force)", seconds=sec, ratio=sec / ours,
@@ -126,7 +128,8 @@ def bench_cpu(quick: bool) -> common.Table:
         "fpsample's bucket modes ignore start_idx; the timing is unaffected.",
         "peak_rss_mib: peak resident memory of a fresh process that builds the cloud and runs "
         "that one call (the cloud itself included).",
-        "2-core shared machine, other jobs running: timings are noisy.",
+        "2-core shared machine, other jobs running: timings are noisy. --quick skips the "
+        "memory column.",
     ]
     return t
 
