@@ -7,7 +7,8 @@ between backends: ties always go to the lowest index. Every op is also registere
 """
 
 from ._loader import build_info, cuda_compiled
+from .knn import group, knn
 
 __version__ = build_info()["version"]
 
-__all__ = ["build_info", "cuda_compiled", "__version__"]
+__all__ = ["build_info", "cuda_compiled", "__version__", "knn", "group"]

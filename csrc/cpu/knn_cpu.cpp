@@ -1,0 +1,68 @@
+// CPU kernel of group3ad_ext::knn: one KnnIndex per cloud of the batch, queried in parallel.
+#include <ATen/core/Tensor.h>
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <tuple>
+
+#include "cpu/knn_index.h"
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& query, const at::Tensor& points,
+                                           const at::Tensor& query_lengths,
+                                           const at::Tensor& point_lengths, int64_t k) {
+  TORCH_CHECK(query.dim() == 3 && query.size(2) == 3, "knn: query must be (B,M,3)");
+  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3, "knn: points must be (B,N,3)");
+  TORCH_CHECK(query.size(0) == points.size(0), "knn: query and points batch sizes differ");
+  TORCH_CHECK(query.scalar_type() == points.scalar_type(), "knn: query and points dtypes differ");
+  TORCH_CHECK(query.scalar_type() == at::kFloat || query.scalar_type() == at::kDouble,
+              "knn: points must be float32 or float64");
+  const int64_t B = points.size(0), M = query.size(1), N = points.size(1);
+  TORCH_CHECK(query_lengths.dim() == 1 && query_lengths.size(0) == B, "knn: query_lengths must be (B,)");
+  TORCH_CHECK(point_lengths.dim() == 1 && point_lengths.size(0) == B, "knn: point_lengths must be (B,)");
+  TORCH_CHECK(k >= 1, "knn: k must be >= 1");
+
+  const at::Tensor q = query.contiguous();
+  const at::Tensor p = points.contiguous();
+  const at::Tensor ql = query_lengths.to(at::kLong).contiguous();
+  const at::Tensor pl = point_lengths.to(at::kLong).contiguous();
+  at::Tensor dist = at::empty({B, M, k}, p.options());
+  at::Tensor idx = at::empty({B, M, k}, p.options().dtype(at::kLong));
+
+  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "knn_cpu", [&] {
+    const scalar_t* qp = q.data_ptr<scalar_t>();
+    const scalar_t* pp = p.data_ptr<scalar_t>();
+    const int64_t* qlp = ql.data_ptr<int64_t>();
+    const int64_t* plp = pl.data_ptr<int64_t>();
+    scalar_t* dp = dist.data_ptr<scalar_t>();
+    int64_t* ip = idx.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t nq = qlp[b], np = plp[b];
+      TORCH_CHECK(nq >= 0 && nq <= M, "knn: query_lengths[", b, "] = ", nq, " is outside [0, ", M, "]");
+      TORCH_CHECK(np >= 1 && np <= N, "knn: point_lengths[", b, "] = ", np, " is outside [1, ", N, "]");
+      TORCH_CHECK(k <= np, "knn: k = ", k, " exceeds point_lengths[", b, "] = ", np);
+      scalar_t* db = dp + b * M * k;
+      int64_t* ib = ip + b * M * k;
+      if (nq > 0) {
+        g3::cpu::KnnIndex<scalar_t> index(pp + b * N * 3, np);
+        index.query(qp + b * M * 3, nq, k, db, ib);
+      }
+      const scalar_t inf = std::numeric_limits<scalar_t>::infinity();
+      for (int64_t j = nq * k; j < M * k; ++j) {
+        db[j] = inf;
+        ib[j] = -1;
+      }
+    }
+  });
+  return {dist, idx};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(group3ad_ext, CPU, m) {
+  m.impl("knn", &knn_cpu);
+}

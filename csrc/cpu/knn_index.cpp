@@ -1,0 +1,384 @@
+// KnnIndex: a bounding-volume tree over the points sorted along a 63-bit Morton curve.
+//
+// Build: Morton codes on the bounding box (cubic cells, 21 bits per axis), an LSD radix sort,
+// then a binary radix tree: each node splits its (sorted) range at the highest Morton bit in
+// which its first and last code differ (an octree split along one axis), ranges of equal codes
+// split at the middle; leaves hold at most kLeafSize points. Every node keeps the tight box of
+// its points. The coordinates are copied in tree order as three arrays (x, y, z) so a leaf's
+// distances are one vectorisable loop. Build is O(n), no comparison sort.
+//
+// Search: depth-first, nearer child first, with a bounded max-heap ordered by (d2, index) kept
+// in the caller's output row. A subtree is skipped only when its box distance is strictly
+// greater than the current k-th distance: a point at exactly that distance with a lower index
+// must still be found. The box distance uses the same rounding steps as sq_dist3 on values
+// that are never farther than the real coordinates, so it never exceeds the computed distance
+// of a point inside (rounding is monotone): pruning is exact, not just approximately right.
+//
+// query() visits the queries in Morton order (cache locality: consecutive queries touch the same
+// leaves), in chunks handed out dynamically to the threads.
+#include "cpu/knn_index.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "common/g3_macros.h"
+
+namespace g3 {
+namespace cpu {
+namespace {
+
+constexpr int64_t kLeafSize = 16;
+constexpr int kMortonBitsPerAxis = 21;
+constexpr int kMaxDepth = 192;  // <= 63 bit splits + log2(n) equal-code splits, with margin
+constexpr int64_t kQueryChunk = 256;
+
+inline uint64_t spread_bits3(uint64_t x) {
+  x &= 0x1fffff;
+  x = (x | x << 32) & 0x1f00000000ffffULL;
+  x = (x | x << 16) & 0x1f0000ff0000ffULL;
+  x = (x | x << 8) & 0x100f00f00f00f00fULL;
+  x = (x | x << 4) & 0x10c30c30c30c30c3ULL;
+  x = (x | x << 2) & 0x1249249249249249ULL;
+  return x;
+}
+
+// Stable LSD radix sort of (key, value) pairs by key, 11-bit digits; digits in which all keys
+// agree are skipped.
+void radix_sort_pairs(std::vector<uint64_t>& keys, std::vector<int64_t>& vals) {
+  const int64_t n = static_cast<int64_t>(keys.size());
+  if (n <= 1) return;
+  constexpr int kBits = 11;
+  constexpr int kBuckets = 1 << kBits;
+  std::vector<uint64_t> k2(n);
+  std::vector<int64_t> v2(n);
+  std::vector<int64_t> count(kBuckets);
+  for (int shift = 0; shift < 64; shift += kBits) {
+    std::fill(count.begin(), count.end(), 0);
+    for (int64_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & (kBuckets - 1)];
+    if (count[(keys[0] >> shift) & (kBuckets - 1)] == n) continue;  // one digit value: no-op
+    int64_t sum = 0;
+    for (int b = 0; b < kBuckets; ++b) {
+      const int64_t c = count[b];
+      count[b] = sum;
+      sum += c;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t dst = count[(keys[i] >> shift) & (kBuckets - 1)]++;
+      k2[dst] = keys[i];
+      v2[dst] = vals[i];
+    }
+    keys.swap(k2);
+    vals.swap(v2);
+  }
+}
+
+// Max-heap over (d, i) pairs stored in two parallel arrays: the root is the worst kept result.
+template <typename T>
+inline bool heap_greater(T da, int64_t ia, T db, int64_t ib) {
+  return da > db || (da == db && ia > ib);
+}
+
+template <typename T>
+inline void heap_sift_down(T* d, int64_t* id, int64_t size, int64_t pos, T dv, int64_t iv) {
+  for (;;) {
+    int64_t c = 2 * pos + 1;
+    if (c >= size) break;
+    if (c + 1 < size && heap_greater(d[c + 1], id[c + 1], d[c], id[c])) ++c;
+    if (!heap_greater(d[c], id[c], dv, iv)) break;
+    d[pos] = d[c];
+    id[pos] = id[c];
+    pos = c;
+  }
+  d[pos] = dv;
+  id[pos] = iv;
+}
+
+template <typename T>
+inline void heap_push(T* d, int64_t* id, int64_t& size, T dv, int64_t iv) {
+  int64_t pos = size++;
+  while (pos > 0) {
+    const int64_t parent = (pos - 1) / 2;
+    if (!heap_greater(dv, iv, d[parent], id[parent])) break;
+    d[pos] = d[parent];
+    id[pos] = id[parent];
+    pos = parent;
+  }
+  d[pos] = dv;
+  id[pos] = iv;
+}
+
+// In-place heap sort: ascending by (d, i).
+template <typename T>
+inline void heap_sort(T* d, int64_t* id, int64_t size) {
+  for (int64_t s = size - 1; s > 0; --s) {
+    const T dv = d[s];
+    const int64_t iv = id[s];
+    d[s] = d[0];
+    id[s] = id[0];
+    heap_sift_down(d, id, s, 0, dv, iv);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+struct KnnIndex<T>::Impl {
+  struct Node {
+    T lo[3];
+    T hi[3];
+    int64_t begin;
+    int64_t end;
+    int64_t right;  // 0 for a leaf (the root is node 0, so no child is); left child is this+1
+  };
+
+  int64_t n = 0;
+  const T* src = nullptr;      // the caller's points (n,3)
+  std::vector<T> xs, ys, zs;   // coordinates in tree order
+  std::vector<int64_t> perm;   // tree position -> original index
+  std::vector<uint64_t> codes; // Morton code per tree position (only during the build)
+  std::vector<Node> nodes;
+  T origin[3] = {0, 0, 0};
+  double scale = 0;            // Morton cells per unit length
+
+  uint64_t morton(T x, T y, T z) const {
+    const double maxc = double((1u << kMortonBitsPerAxis) - 1);
+    auto cell = [&](T v, int a) {
+      double c = (double(v) - double(origin[a])) * scale;
+      c = c < 0 ? 0 : (c > maxc ? maxc : c);
+      return uint64_t(c);
+    };
+    return spread_bits3(cell(x, 0)) | (spread_bits3(cell(y, 1)) << 1) | (spread_bits3(cell(z, 2)) << 2);
+  }
+
+  void build(const T* p, int64_t count) {
+    n = count;
+    src = p;
+    T lo[3], hi[3];
+    for (int a = 0; a < 3; ++a) lo[a] = hi[a] = p[a];
+    for (int64_t i = 1; i < n; ++i)
+      for (int a = 0; a < 3; ++a) {
+        const T v = p[3 * i + a];
+        lo[a] = v < lo[a] ? v : lo[a];
+        hi[a] = v > hi[a] ? v : hi[a];
+      }
+    double extent = 0;
+    for (int a = 0; a < 3; ++a) {
+      origin[a] = lo[a];
+      extent = std::max(extent, double(hi[a]) - double(lo[a]));
+    }
+    scale = extent > 0 ? double((1u << kMortonBitsPerAxis) - 1) / extent : 0.0;
+
+    codes.resize(n);
+    perm.resize(n);
+    at::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        codes[i] = morton(p[3 * i], p[3 * i + 1], p[3 * i + 2]);
+        perm[i] = i;
+      }
+    });
+    radix_sort_pairs(codes, perm);
+
+    xs.resize(n);
+    ys.resize(n);
+    zs.resize(n);
+    at::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const T* q = p + 3 * perm[i];
+        xs[i] = q[0];
+        ys[i] = q[1];
+        zs[i] = q[2];
+      }
+    });
+    nodes.clear();
+    nodes.reserve(size_t(4 * (n / kLeafSize + 1)));
+    build_node(0, n, 0);
+    codes.clear();
+    codes.shrink_to_fit();
+  }
+
+  int64_t split_point(int64_t a, int64_t b) const {
+    const uint64_t c0 = codes[a], c1 = codes[b - 1];
+    if (c0 == c1) return a + (b - a) / 2;
+    const int bit = 63 - __builtin_clzll(c0 ^ c1);
+    const uint64_t mask = uint64_t(1) << bit;
+    // Codes in [a,b) share every bit above `bit` and are sorted: the ones with it set are a suffix.
+    int64_t lo = a, hi = b - 1;  // codes[lo] lacks the bit, codes[hi] has it
+    while (hi - lo > 1) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (codes[mid] & mask) hi = mid; else lo = mid;
+    }
+    return hi;
+  }
+
+  int64_t build_node(int64_t a, int64_t b, int depth) {
+    const int64_t id = static_cast<int64_t>(nodes.size());
+    nodes.push_back(Node{});
+    nodes[id].begin = a;
+    nodes[id].end = b;
+    nodes[id].right = 0;
+    if (b - a <= kLeafSize || depth + 1 >= kMaxDepth) {
+      Node& nd = nodes[id];
+      nd.lo[0] = nd.hi[0] = xs[a];
+      nd.lo[1] = nd.hi[1] = ys[a];
+      nd.lo[2] = nd.hi[2] = zs[a];
+      for (int64_t i = a + 1; i < b; ++i) {
+        nd.lo[0] = std::min(nd.lo[0], xs[i]);
+        nd.hi[0] = std::max(nd.hi[0], xs[i]);
+        nd.lo[1] = std::min(nd.lo[1], ys[i]);
+        nd.hi[1] = std::max(nd.hi[1], ys[i]);
+        nd.lo[2] = std::min(nd.lo[2], zs[i]);
+        nd.hi[2] = std::max(nd.hi[2], zs[i]);
+      }
+      return id;
+    }
+    const int64_t s = split_point(a, b);
+    build_node(a, s, depth + 1);
+    const int64_t r = build_node(s, b, depth + 1);
+    Node& nd = nodes[id];
+    const Node& L = nodes[id + 1];
+    const Node& R = nodes[r];
+    nd.right = r;
+    for (int c = 0; c < 3; ++c) {
+      nd.lo[c] = std::min(L.lo[c], R.lo[c]);
+      nd.hi[c] = std::max(L.hi[c], R.hi[c]);
+    }
+    return id;
+  }
+
+  // Lower bound of sq_dist3(q, p) over the points p in the node's box, rounded the same way.
+  static inline T box_dist(const Node& nd, T qx, T qy, T qz) {
+    const T gx = qx < nd.lo[0] ? nd.lo[0] - qx : (qx > nd.hi[0] ? qx - nd.hi[0] : T(0));
+    const T gy = qy < nd.lo[1] ? nd.lo[1] - qy : (qy > nd.hi[1] ? qy - nd.hi[1] : T(0));
+    const T gz = qz < nd.lo[2] ? nd.lo[2] - qz : (qz > nd.hi[2] ? qz - nd.hi[2] : T(0));
+    return gx * gx + gy * gy + gz * gz;
+  }
+
+  // The up-to-k nearest points with d2 <= radius2 (+inf: no limit), sorted into (d, id).
+  int64_t search(T qx, T qy, T qz, int64_t k, T radius2, T* d, int64_t* id) const {
+    int64_t cnt = 0;
+    struct Entry {
+      int64_t node;
+      T dist;
+    };
+    Entry stack[kMaxDepth + 2];
+    int sp = 0;
+    const Node* nd0 = nodes.data();
+    const T* X = xs.data();
+    const T* Y = ys.data();
+    const T* Z = zs.data();
+    const int64_t* P = perm.data();
+    T buf[kLeafSize];
+    const T root_d = box_dist(nd0[0], qx, qy, qz);
+    if (!(root_d <= radius2)) return 0;
+    stack[sp++] = {0, root_d};
+    while (sp > 0) {
+      const Entry e = stack[--sp];
+      if (e.dist > (cnt == k ? d[0] : radius2)) continue;
+      int64_t node = e.node;
+      for (;;) {
+        const Node& nd = nd0[node];
+        if (nd.right == 0) {
+          const int64_t a = nd.begin;
+          const int64_t len = nd.end - a;
+          for (int64_t j = 0; j < len; ++j) buf[j] = sq_dist3(qx, qy, qz, X[a + j], Y[a + j], Z[a + j]);
+          for (int64_t j = 0; j < len; ++j) {
+            const T dv = buf[j];
+            if (cnt < k) {
+              if (dv <= radius2) heap_push(d, id, cnt, dv, P[a + j]);
+            } else if (dv <= d[0]) {
+              const int64_t iv = P[a + j];
+              if (dv < d[0] || iv < id[0]) heap_sift_down(d, id, cnt, 0, dv, iv);
+            }
+          }
+          break;
+        }
+        int64_t near = node + 1, far = nd.right;
+        T dn = box_dist(nd0[near], qx, qy, qz);
+        T df = box_dist(nd0[far], qx, qy, qz);
+        if (df < dn) {
+          std::swap(near, far);
+          std::swap(dn, df);
+        }
+        const T bound = cnt == k ? d[0] : radius2;
+        if (dn > bound) break;
+        if (df <= bound) stack[sp++] = {far, df};
+        node = near;
+      }
+    }
+    heap_sort(d, id, cnt);
+    return cnt;
+  }
+};
+
+template <typename T>
+KnnIndex<T>::KnnIndex(const T* points, int64_t n) : impl_(new Impl) {
+  if (n < 1) throw std::invalid_argument("KnnIndex: need at least one point");
+  impl_->build(points, n);
+}
+
+template <typename T>
+KnnIndex<T>::~KnnIndex() = default;
+
+template <typename T>
+int64_t KnnIndex<T>::size() const {
+  return impl_->n;
+}
+
+template <typename T>
+void KnnIndex<T>::query(const T* queries, int64_t m, int64_t k, T* d2, int64_t* idx) const {
+  if (m <= 0) return;
+  if (k < 1 || k > impl_->n) throw std::invalid_argument("KnnIndex::query: need 1 <= k <= n");
+  const Impl& ix = *impl_;
+  const T inf = std::numeric_limits<T>::infinity();
+  // Visit order: Morton order of the queries. Querying the indexed points themselves (normals,
+  // all-points kNN) reuses the tree order directly.
+  const bool self = m == ix.n && queries == ix.src;
+  std::vector<int64_t> order;
+  if (!self) {
+    std::vector<uint64_t> qcodes(m);
+    order.resize(m);
+    at::parallel_for(0, m, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        qcodes[i] = ix.morton(queries[3 * i], queries[3 * i + 1], queries[3 * i + 2]);
+        order[i] = i;
+      }
+    });
+    radix_sort_pairs(qcodes, order);
+  }
+  const int64_t* ord = self ? ix.perm.data() : order.data();
+  const int64_t chunks = (m + kQueryChunk - 1) / kQueryChunk;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), chunks));
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (;;) {
+      const int64_t c = next.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks) break;
+      const int64_t e = std::min(m, (c + 1) * kQueryChunk);
+      for (int64_t j = c * kQueryChunk; j < e; ++j) {
+        const int64_t qi = ord[j];
+        const T* q = queries + 3 * qi;
+        ix.search(q[0], q[1], q[2], k, inf, d2 + qi * k, idx + qi * k);
+      }
+    }
+  });
+}
+
+template <typename T>
+int64_t KnnIndex<T>::query_one(const T* q, int64_t k, T radius2, T* d2, int64_t* idx) const {
+  if (k < 1) return 0;
+  const int64_t kk = std::min(k, impl_->n);
+  const T limit = radius2 < T(0) ? std::numeric_limits<T>::infinity() : radius2;
+  return impl_->search(q[0], q[1], q[2], kk, limit, d2, idx);
+}
+
+template class KnnIndex<float>;
+template class KnnIndex<double>;
+
+}  // namespace cpu
+}  // namespace g3

@@ -1,0 +1,29 @@
+"""Group features of one cloud at inference (memory bank and scoring)."""
+
+from __future__ import annotations
+
+import torch
+
+from .encoder import PointMAEEncoder
+from .grouping import make_groups
+
+
+@torch.no_grad()
+def extract_group_features(encoder: PointMAEEncoder, points: torch.Tensor, center_idx: torch.Tensor | None = None,
+                           group_size: int = 128, n_groups: int = 4096) -> torch.Tensor:
+    """(G, encoder.feature_dim) features of the groups of ``points`` (N,3).
+
+    Centres: ``center_idx`` (G,) (e.g. from AGCS) or, when None, ``n_groups`` FPS centres. All
+    G groups form one attention sequence, as in Reg3D-AD (attention couples the groups, so
+    splitting the sequence would change the features); the fused attention keeps 16384 groups in
+    memory. Runs on the encoder's device, in eval mode; returns float32 on that device.
+    """
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        pts = points.to(device=device, dtype=torch.float32)
+        neighborhood, center, _, _ = make_groups(pts, n_groups, group_size, center_idx=center_idx)
+        return encoder(neighborhood[None], center[None])[0]
+    finally:
+        encoder.train(was_training)
