@@ -1,0 +1,361 @@
+// Per-element math of the normals, fpfh and fpfh_variation ops, shared by the CPU loops
+// (csrc/cpu/geometry_cpu.cpp) and the CUDA kernels (csrc/cuda/geometry_kernel.cu). Everything is
+// double precision, as in Open3D, whose definitions these reproduce step for step:
+//   * normals: covariance of the hybrid neighbourhood (the point itself included), eigenvector of
+//     the smallest eigenvalue from the closed-form robust symmetric 3x3 solver (D. Eberly,
+//     "A Robust Eigensolver for 3x3 Symmetric Matrices", the algorithm Open3D's fast normal path
+//     uses), with the same branch structure so results agree to rounding;
+//   * FPFH: the Rusu pair feature, 11 bins per angle, 100/(n-1) per pair, neighbour SPFHs
+//     weighted by 1/squared distance, each sub-histogram normalised to 100, plus the point's own
+//     SPFH (sub-histograms sum to 200).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "common/g3_macros.h"
+
+namespace g3 {
+namespace geom {
+
+constexpr int kFpfhBins = 33;    // [theta 0..10 | alpha 11..21 | phi 22..32]
+constexpr int kBinsPerAngle = 11;
+constexpr double kPi = 3.14159265358979323846;
+constexpr double kDoubleMax = 1.7976931348623157e308;  // finite check usable on host and device
+
+G3_HD double dot3(const double* a, const double* b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
+
+G3_HD void cross3(const double* a, const double* b, double* out) {
+  out[0] = a[1] * b[2] - a[2] * b[1];
+  out[1] = a[2] * b[0] - a[0] * b[2];
+  out[2] = a[0] * b[1] - a[1] * b[0];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Covariance. Moments are accumulated relative to the query point (shift invariance of the
+// covariance): the same E[xx^T] - E[x]E[x]^T formula as Open3D, without the cancellation that raw
+// moments suffer for clouds far from the origin; identical points give exactly zero.
+struct Moments {
+  double s[3] = {0, 0, 0};
+  double ss[6] = {0, 0, 0, 0, 0, 0};  // xx xy xz yy yz zz
+  int64_t n = 0;
+};
+
+G3_HD void moments_add(Moments& m, double dx, double dy, double dz) {
+  m.s[0] += dx;
+  m.s[1] += dy;
+  m.s[2] += dz;
+  m.ss[0] += dx * dx;
+  m.ss[1] += dx * dy;
+  m.ss[2] += dx * dz;
+  m.ss[3] += dy * dy;
+  m.ss[4] += dy * dz;
+  m.ss[5] += dz * dz;
+  m.n += 1;
+}
+
+// Symmetric 3x3 as a[3][3] from the moments (divides by n).
+G3_HD void covariance_from_moments(const Moments& m, double a[3][3]) {
+  const double inv = 1.0 / static_cast<double>(m.n);
+  const double mx = m.s[0] * inv, my = m.s[1] * inv, mz = m.s[2] * inv;
+  a[0][0] = m.ss[0] * inv - mx * mx;
+  a[1][1] = m.ss[3] * inv - my * my;
+  a[2][2] = m.ss[5] * inv - mz * mz;
+  a[0][1] = a[1][0] = m.ss[1] * inv - mx * my;
+  a[0][2] = a[2][0] = m.ss[2] * inv - mx * mz;
+  a[1][2] = a[2][1] = m.ss[4] * inv - my * mz;
+}
+
+// A unit vector orthogonal to the unit vector v (the same choice as the solver's second step).
+G3_HD void any_orthogonal(const double* v, double* u) {
+  if (fabs(v[0]) > fabs(v[1])) {
+    const double inv = 1.0 / sqrt(v[0] * v[0] + v[2] * v[2]);
+    u[0] = -v[2] * inv;
+    u[1] = 0.0;
+    u[2] = v[0] * inv;
+  } else {
+    const double inv = 1.0 / sqrt(v[1] * v[1] + v[2] * v[2]);
+    u[0] = 0.0;
+    u[1] = v[2] * inv;
+    u[2] = -v[1] * inv;
+  }
+}
+
+// Eigenvector of a for the eigenvalue `ev` of multiplicity one: the largest cross product of two
+// rows of (a - ev I). When all cross products vanish (ev has multiplicity >= 2, which the
+// closed form cannot tell apart from rounding), any vector orthogonal to the largest row lies in
+// the eigenspace; when a == ev I, every vector does and (0,0,1) is returned. Never NaN.
+G3_HD void eigenvector_simple(const double a[3][3], double ev, double* out) {
+  const double r0[3] = {a[0][0] - ev, a[0][1], a[0][2]};
+  const double r1[3] = {a[0][1], a[1][1] - ev, a[1][2]};
+  const double r2[3] = {a[0][2], a[1][2], a[2][2] - ev};
+  double c01[3], c02[3], c12[3];
+  cross3(r0, r1, c01);
+  cross3(r0, r2, c02);
+  cross3(r1, r2, c12);
+  const double d0 = dot3(c01, c01), d1 = dot3(c02, c02), d2 = dot3(c12, c12);
+  double dmax = d0;
+  const double* best = c01;
+  if (d1 > dmax) {
+    dmax = d1;
+    best = c02;
+  }
+  if (d2 > dmax) {
+    dmax = d2;
+    best = c12;
+  }
+  if (dmax > 0.0) {
+    const double inv = 1.0 / sqrt(dmax);
+    out[0] = best[0] * inv;
+    out[1] = best[1] * inv;
+    out[2] = best[2] * inv;
+    return;
+  }
+  const double n0 = dot3(r0, r0), n1 = dot3(r1, r1), n2 = dot3(r2, r2);
+  const double* row = r0;
+  double nmax = n0;
+  if (n1 > nmax) {
+    nmax = n1;
+    row = r1;
+  }
+  if (n2 > nmax) {
+    nmax = n2;
+    row = r2;
+  }
+  if (nmax > 0.0) {
+    const double inv = 1.0 / sqrt(nmax);
+    const double unit[3] = {row[0] * inv, row[1] * inv, row[2] * inv};
+    any_orthogonal(unit, out);
+    return;
+  }
+  out[0] = 0.0;
+  out[1] = 0.0;
+  out[2] = 1.0;
+}
+
+// Second eigenvector, in the plane orthogonal to the unit eigenvector e0, for eigenvalue ev.
+G3_HD void eigenvector_in_plane(const double a[3][3], const double* e0, double ev, double* out) {
+  double u[3], v[3];
+  any_orthogonal(e0, u);
+  cross3(e0, u, v);
+  const double au[3] = {a[0][0] * u[0] + a[0][1] * u[1] + a[0][2] * u[2],
+                        a[0][1] * u[0] + a[1][1] * u[1] + a[1][2] * u[2],
+                        a[0][2] * u[0] + a[1][2] * u[1] + a[2][2] * u[2]};
+  const double av[3] = {a[0][0] * v[0] + a[0][1] * v[1] + a[0][2] * v[2],
+                        a[0][1] * v[0] + a[1][1] * v[1] + a[1][2] * v[2],
+                        a[0][2] * v[0] + a[1][2] * v[1] + a[2][2] * v[2]};
+  double m00 = u[0] * au[0] + u[1] * au[1] + u[2] * au[2] - ev;
+  double m01 = u[0] * av[0] + u[1] * av[1] + u[2] * av[2];
+  double m11 = v[0] * av[0] + v[1] * av[1] + v[2] * av[2] - ev;
+  const double abs00 = fabs(m00), abs01 = fabs(m01), abs11 = fabs(m11);
+  double cu, cv;  // out = cu * u - cv * v
+  if (abs00 >= abs11) {
+    if ((abs00 > abs01 ? abs00 : abs01) > 0.0) {
+      if (abs00 >= abs01) {
+        m01 /= m00;
+        m00 = 1.0 / sqrt(1.0 + m01 * m01);
+        m01 *= m00;
+      } else {
+        m00 /= m01;
+        m01 = 1.0 / sqrt(1.0 + m00 * m00);
+        m00 *= m01;
+      }
+      cu = m01;
+      cv = m00;
+    } else {
+      cu = 1.0;
+      cv = 0.0;
+    }
+  } else {
+    if ((abs11 > abs01 ? abs11 : abs01) > 0.0) {
+      if (abs11 >= abs01) {
+        m01 /= m11;
+        m11 = 1.0 / sqrt(1.0 + m01 * m01);
+        m01 *= m11;
+      } else {
+        m11 /= m01;
+        m01 = 1.0 / sqrt(1.0 + m11 * m11);
+        m11 *= m01;
+      }
+      cu = m11;
+      cv = m01;
+    } else {
+      cu = 1.0;
+      cv = 0.0;
+    }
+  }
+  out[0] = cu * u[0] - cv * v[0];
+  out[1] = cu * u[1] - cv * v[1];
+  out[2] = cu * u[2] - cv * v[2];
+}
+
+// Unit eigenvector of the smallest eigenvalue of the symmetric covariance `cov`.
+// Degenerate inputs, documented (Open3D's choices, made NaN-free):
+//   * zero matrix (all neighbours identical): (0,0,1);
+//   * diagonal matrix: the axis of the strictly smallest diagonal entry, else (0,0,1)
+//     (a line along x gives (0,0,1));
+//   * repeated smallest eigenvalue (collinear neighbourhood off the axes): a unit vector
+//     orthogonal to the line, chosen deterministically.
+G3_HD void smallest_eigenvector(const double cov[3][3], double* out) {
+  double scale = 0.0;
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 3; ++c) scale = fabs(cov[r][c]) > scale ? fabs(cov[r][c]) : scale;
+  out[0] = 0.0;
+  out[1] = 0.0;
+  out[2] = 1.0;
+  if (!(scale > 0.0) || !(scale <= kDoubleMax)) return;
+  double a[3][3];
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 3; ++c) a[r][c] = cov[r][c] / scale;
+
+  const double off = a[0][1] * a[0][1] + a[0][2] * a[0][2] + a[1][2] * a[1][2];
+  if (!(off > 0.0)) {
+    if (a[0][0] < a[1][1] && a[0][0] < a[2][2]) {
+      out[0] = 1.0;
+      out[2] = 0.0;
+    } else if (a[1][1] < a[0][0] && a[1][1] < a[2][2]) {
+      out[1] = 1.0;
+      out[2] = 0.0;
+    }
+    return;
+  }
+  const double q = (a[0][0] + a[1][1] + a[2][2]) / 3.0;
+  const double b00 = a[0][0] - q, b11 = a[1][1] - q, b22 = a[2][2] - q;
+  const double p = sqrt((b00 * b00 + b11 * b11 + b22 * b22 + off * 2.0) / 6.0);
+  const double c00 = b11 * b22 - a[1][2] * a[1][2];
+  const double c01 = a[0][1] * b22 - a[1][2] * a[0][2];
+  const double c02 = a[0][1] * a[1][2] - b11 * a[0][2];
+  const double det = (b00 * c00 - a[0][1] * c01 + a[0][2] * c02) / (p * p * p);
+  double half_det = det * 0.5;
+  half_det = half_det < -1.0 ? -1.0 : (half_det > 1.0 ? 1.0 : half_det);
+  const double angle = acos(half_det) / 3.0;
+  const double two_thirds_pi = 2.09439510239319549;
+  const double beta2 = cos(angle) * 2.0;
+  const double beta0 = cos(angle + two_thirds_pi) * 2.0;
+  const double beta1 = -(beta0 + beta2);
+  const double ev0 = q + p * beta0, ev1 = q + p * beta1, ev2 = q + p * beta2;
+
+  double e[3], f[3], g[3];
+  if (half_det >= 0.0) {
+    // The largest eigenvalue is the well separated one: solve it first, the smallest last.
+    eigenvector_simple(a, ev2, e);
+    if (ev2 < ev0 && ev2 < ev1) {
+      out[0] = e[0], out[1] = e[1], out[2] = e[2];
+    } else {
+      eigenvector_in_plane(a, e, ev1, f);
+      if (ev1 < ev0 && ev1 < ev2) {
+        out[0] = f[0], out[1] = f[1], out[2] = f[2];
+      } else {
+        cross3(f, e, g);
+        out[0] = g[0], out[1] = g[1], out[2] = g[2];
+      }
+    }
+  } else {
+    eigenvector_simple(a, ev0, e);
+    if (ev0 < ev1 && ev0 < ev2) {
+      out[0] = e[0], out[1] = e[1], out[2] = e[2];
+    } else {
+      eigenvector_in_plane(a, e, ev1, f);
+      if (ev1 < ev0 && ev1 < ev2) {
+        out[0] = f[0], out[1] = f[1], out[2] = f[2];
+      } else {
+        cross3(e, f, g);
+        out[0] = g[0], out[1] = g[1], out[2] = g[2];
+      }
+    }
+  }
+  const double len2 = dot3(out, out);
+  if (!(len2 > 0.0) || !(len2 <= kDoubleMax)) {
+    out[0] = 0.0;
+    out[1] = 0.0;
+    out[2] = 1.0;
+  }
+}
+
+// Normal of a neighbourhood given its moments: fewer than 3 points -> (0,0,1) (Open3D uses an
+// identity covariance there, which its solver maps to (0,0,1)).
+G3_HD void normal_from_moments(const Moments& m, double* out) {
+  if (m.n < 3) {
+    out[0] = 0.0;
+    out[1] = 0.0;
+    out[2] = 1.0;
+    return;
+  }
+  double cov[3][3];
+  covariance_from_moments(m, cov);
+  smallest_eigenvector(cov, out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// FPFH. Pair feature of a source point (p1,n1) and a target (p2,n2): (theta, alpha, phi).
+// Degenerate pairs (coincident points, or d parallel to the source normal) give (0,0,0), which
+// is binned like any other pair (bin 5 of each angle), as Open3D does.
+G3_HD void pair_feature(const double* p1, const double* n1, const double* p2, const double* n2,
+                        double* f) {
+  f[0] = f[1] = f[2] = 0.0;
+  double d[3] = {p2[0] - p1[0], p2[1] - p1[1], p2[2] - p1[2]};
+  const double len = sqrt(dot3(d, d));
+  if (len == 0.0) return;
+  const double a1 = dot3(n1, d) / len;
+  const double a2 = dot3(n2, d) / len;
+  // The source is the point whose normal makes the smaller angle with the line. Compare the
+  // angles themselves (not |a|) where acos cannot separate them, as Open3D does, so pairs with
+  // both normals near-orthogonal to d (planes) pick the same frame.
+  const double abs1 = fabs(a1), abs2 = fabs(a2);
+  bool swap = abs1 < abs2;
+  if (swap && abs2 - abs1 < 1e-12) swap = acos(abs1) > acos(abs2);
+  const double* u = n1;
+  const double* nt = n2;
+  double phi = a1;
+  if (swap) {
+    u = n2;
+    nt = n1;
+    d[0] = -d[0];
+    d[1] = -d[1];
+    d[2] = -d[2];
+    phi = -a2;
+  }
+  double v[3];
+  cross3(d, u, v);
+  const double vlen = sqrt(dot3(v, v));
+  if (vlen == 0.0) return;
+  v[0] /= vlen;
+  v[1] /= vlen;
+  v[2] /= vlen;
+  double w[3];
+  cross3(u, v, w);
+  f[0] = atan2(dot3(w, nt), dot3(u, nt));
+  f[1] = dot3(v, nt);
+  f[2] = phi;
+}
+
+G3_HD int clamp_bin(double x) {
+  int b = static_cast<int>(floor(x));
+  return b < 0 ? 0 : (b >= kBinsPerAngle ? kBinsPerAngle - 1 : b);
+}
+
+// The three SPFH bins (0..32) a pair feature falls in.
+G3_HD void pair_bins(const double* f, int* bins) {
+  bins[0] = clamp_bin(11.0 * (f[0] + kPi) / (2.0 * kPi));
+  bins[1] = kBinsPerAngle + clamp_bin(11.0 * (f[1] + 1.0) * 0.5);
+  bins[2] = 2 * kBinsPerAngle + clamp_bin(11.0 * (f[2] + 1.0) * 0.5);
+}
+
+// SPFH value per pair for a neighbourhood of n points (the point itself included): each
+// sub-histogram sums to 100 over the n-1 pairs. n <= 1: no pairs, the SPFH is zero.
+G3_HD double spfh_increment(int64_t n) { return n > 1 ? 100.0 / static_cast<double>(n - 1) : 0.0; }
+
+// ---------------------------------------------------------------------------------------------
+// FPFH variation (Group3AD eq. 15): ||f(p) - f(q)||_2 over `dim` features, in double.
+template <typename F>
+G3_HD double feature_distance(const F* a, const F* b, int64_t dim) {
+  double s = 0.0;
+  for (int64_t j = 0; j < dim; ++j) {
+    const double d = static_cast<double>(a[j]) - static_cast<double>(b[j]);
+    s += d * d;
+  }
+  return sqrt(s);
+}
+
+}  // namespace geom
+}  // namespace g3

@@ -1,0 +1,251 @@
+// CPU kernels of normals, fpfh and fpfh_variation: loops over csrc/common/geometry_math.h with
+// neighbourhoods from g3::cpu::KnnIndex. Inputs are converted to double (as Open3D computes), so
+// the hybrid neighbourhoods are decided on the same squared distances Open3D compares.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include "common/geometry_math.h"
+#include "cpu/knn_index.h"
+
+namespace {
+
+using g3::cpu::KnnIndex;
+namespace gm = g3::geom;
+
+// Open3D's hybrid search keeps neighbours with d2 < radius^2 (strict); KnnIndex keeps
+// d2 <= radius2, so pass the largest double below radius^2. radius <= 0: no radius limit.
+double hybrid_radius2(double radius) {
+  if (!(radius > 0.0)) return -1.0;
+  const double r2 = radius * radius;
+  return r2 > 0.0 ? std::nextafter(r2, 0.0) : 0.0;
+}
+
+at::Tensor as_double_points(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.dim() == 2 && t.size(1) == 3, name, " must have shape (N,3)");
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
+              " must be float32 or float64");
+  return t.to(at::kDouble).contiguous();
+}
+
+// Per-thread neighbour buffers.
+struct Scratch {
+  std::vector<double> d2;
+  std::vector<int64_t> idx;
+  explicit Scratch(int64_t k) : d2(k), idx(k) {}
+};
+
+at::Tensor normals_cpu(const at::Tensor& points, double radius, int64_t max_nn) {
+  TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
+  const at::Tensor p = as_double_points(points, "points");
+  const int64_t n = p.size(0);
+  at::Tensor out = at::empty({n, 3}, p.options());
+  if (n == 0) return out.to(points.scalar_type());
+  const double* pp = p.data_ptr<double>();
+  double* po = out.data_ptr<double>();
+  const KnnIndex<double> index(pp, n);
+  const int64_t k = std::min<int64_t>(max_nn, n);
+  const double r2 = hybrid_radius2(radius);
+  at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+    Scratch s(k);
+    for (int64_t i = begin; i < end; ++i) {
+      const double* q = pp + 3 * i;
+      const int64_t cnt = index.query_one(q, k, r2, s.d2.data(), s.idx.data());
+      gm::Moments m;
+      for (int64_t j = 0; j < cnt; ++j) {
+        const double* x = pp + 3 * s.idx[j];
+        gm::moments_add(m, x[0] - q[0], x[1] - q[1], x[2] - q[2]);
+      }
+      gm::normal_from_moments(m, po + 3 * i);
+    }
+  });
+  return out.to(points.scalar_type());
+}
+
+// SPFH of point i from its sorted neighbourhood (position 0 is the point itself or a copy of it:
+// either way a zero-length pair, so skipping position 0 is Open3D's own-point skip).
+void spfh_row(const double* pp, const double* pn, int64_t i, const int64_t* nb, int64_t cnt,
+              int32_t* counts, double* incr) {
+  for (int b = 0; b < gm::kFpfhBins; ++b) counts[b] = 0;
+  *incr = gm::spfh_increment(cnt);
+  for (int64_t j = 1; j < cnt; ++j) {
+    double f[3];
+    int bins[3];
+    gm::pair_feature(pp + 3 * i, pn + 3 * i, pp + 3 * nb[j], pn + 3 * nb[j], f);
+    gm::pair_bins(f, bins);
+    counts[bins[0]] += 1;
+    counts[bins[1]] += 1;
+    counts[bins[2]] += 1;
+  }
+}
+
+// FPFH of point i: neighbour SPFHs weighted by 1/d2 (zero-distance neighbours skipped), each
+// sub-histogram normalised to 100, plus the point's own SPFH. Fewer than 2 points: all zero.
+template <typename Idx>
+void fpfh_row(const double* pp, int64_t i, const Idx* nb, int64_t cnt, const int32_t* counts,
+              const double* incr, double* out) {
+  double acc[gm::kFpfhBins];
+  for (int b = 0; b < gm::kFpfhBins; ++b) acc[b] = 0.0;
+  if (cnt <= 1) {
+    for (int b = 0; b < gm::kFpfhBins; ++b) out[b] = 0.0;
+    return;
+  }
+  double sum[3] = {0.0, 0.0, 0.0};
+  const double* q = pp + 3 * i;
+  for (int64_t j = 1; j < cnt; ++j) {
+    const int64_t t = nb[j];
+    const double* x = pp + 3 * t;
+    const double d2 = g3::sq_dist3(q[0], q[1], q[2], x[0], x[1], x[2]);
+    if (d2 == 0.0) continue;
+    const int32_t* c = counts + gm::kFpfhBins * t;
+    for (int b = 0; b < gm::kFpfhBins; ++b) {
+      const double val = (static_cast<double>(c[b]) * incr[t]) / d2;
+      sum[b / gm::kBinsPerAngle] += val;
+      acc[b] += val;
+    }
+  }
+  for (int s = 0; s < 3; ++s)
+    if (sum[s] != 0.0) sum[s] = 100.0 / sum[s];
+  const int32_t* own = counts + gm::kFpfhBins * i;
+  for (int b = 0; b < gm::kFpfhBins; ++b)
+    out[b] = acc[b] * sum[b / gm::kBinsPerAngle] + static_cast<double>(own[b]) * incr[i];
+}
+
+// The SPFH pass keeps its neighbour lists (int32) for the FPFH pass when they fit in
+// kListBudget entries; larger clouds search again, so memory stays bounded for any size.
+constexpr int64_t kListBudget = int64_t(1) << 27;  // 512 MiB of int32
+
+at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
+                    const std::optional<at::Tensor>& indices, double radius, int64_t max_nn) {
+  TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
+  const at::Tensor p = as_double_points(points, "points");
+  const at::Tensor nr = as_double_points(normals, "normals");
+  const int64_t n = p.size(0);
+  TORCH_CHECK(nr.size(0) == n, "normals must have as many rows as points");
+  const bool subset = indices.has_value();
+  at::Tensor qidx;
+  if (subset) {
+    qidx = indices->to(at::kLong).contiguous();
+    TORCH_CHECK(qidx.dim() == 1, "indices must be 1-D");
+  }
+  const int64_t nq = subset ? qidx.size(0) : n;
+  at::Tensor out = at::zeros({nq, gm::kFpfhBins}, p.options());
+  if (n == 0 || nq == 0) return out.to(points.scalar_type());
+  const int64_t* qi = subset ? qidx.data_ptr<int64_t>() : nullptr;
+  for (int64_t j = 0; j < nq && subset; ++j)
+    TORCH_CHECK(qi[j] >= 0 && qi[j] < n, "indices out of range");
+
+  const double* pp = p.data_ptr<double>();
+  const double* pn = nr.data_ptr<double>();
+  const KnnIndex<double> index(pp, n);
+  const int64_t k = std::min<int64_t>(max_nn, n);
+  const double r2 = hybrid_radius2(radius);
+
+  // Which points need an SPFH: all, or the queries and their neighbours.
+  std::vector<int64_t> need;
+  if (subset) {  // byte flags set from many threads: atomic_ref keeps that race-free
+    std::vector<uint8_t> flag(n, 0);
+    at::parallel_for(0, nq, 256, [&](int64_t begin, int64_t end) {
+      Scratch s(k);
+      for (int64_t j = begin; j < end; ++j) {
+        const int64_t cnt = index.query_one(pp + 3 * qi[j], k, r2, s.d2.data(), s.idx.data());
+        std::atomic_ref<uint8_t>(flag[qi[j]]).store(1, std::memory_order_relaxed);
+        for (int64_t t = 0; t < cnt; ++t)
+          std::atomic_ref<uint8_t>(flag[s.idx[t]]).store(1, std::memory_order_relaxed);
+      }
+    });
+    for (int64_t t = 0; t < n; ++t)
+      if (flag[t]) need.push_back(t);
+  }
+  const int64_t nneed = subset ? static_cast<int64_t>(need.size()) : n;
+  auto need_at = [&](int64_t j) { return subset ? need[j] : j; };
+
+  std::vector<int32_t> counts(static_cast<size_t>(n) * gm::kFpfhBins, 0);
+  std::vector<double> incr(n, 0.0);
+  // Without a subset, the SPFH pass sees exactly the FPFH queries: keep their lists if they fit.
+  const bool keep = !subset && n <= std::numeric_limits<int32_t>::max() && n * k <= kListBudget;
+  std::vector<int32_t> lists(keep ? n * k : 0);
+  std::vector<int64_t> list_cnt(keep ? n : 0);
+
+  at::parallel_for(0, nneed, 256, [&](int64_t begin, int64_t end) {
+    Scratch s(k);
+    for (int64_t j = begin; j < end; ++j) {
+      const int64_t i = need_at(j);
+      const int64_t cnt = index.query_one(pp + 3 * i, k, r2, s.d2.data(), s.idx.data());
+      if (keep) {
+        list_cnt[i] = cnt;
+        std::copy(s.idx.begin(), s.idx.begin() + cnt, lists.begin() + i * k);
+      }
+      spfh_row(pp, pn, i, s.idx.data(), cnt, counts.data() + gm::kFpfhBins * i, incr.data() + i);
+    }
+  });
+
+  double* po = out.data_ptr<double>();
+  at::parallel_for(0, nq, 256, [&](int64_t begin, int64_t end) {
+    Scratch s(k);
+    for (int64_t j = begin; j < end; ++j) {
+      const int64_t i = subset ? qi[j] : j;
+      double* row = po + gm::kFpfhBins * j;
+      if (keep) {
+        fpfh_row(pp, i, lists.data() + i * k, list_cnt[i], counts.data(), incr.data(), row);
+      } else {
+        const int64_t cnt = index.query_one(pp + 3 * i, k, r2, s.d2.data(), s.idx.data());
+        fpfh_row(pp, i, s.idx.data(), cnt, counts.data(), incr.data(), row);
+      }
+    }
+  });
+  return out.to(points.scalar_type());
+}
+
+at::Tensor fpfh_variation_cpu(const at::Tensor& points, const at::Tensor& features, int64_t k) {
+  TORCH_CHECK(k >= 1, "k must be >= 1");
+  const at::Tensor p = as_double_points(points, "points");
+  const int64_t n = p.size(0);
+  TORCH_CHECK(features.dim() == 2 && features.size(0) == n,
+              "features must have shape (N,F) with N = points rows");
+  const at::Tensor f = features.contiguous();
+  at::Tensor out = at::zeros({n}, f.options().dtype(at::kDouble));
+  const int64_t kk = std::min<int64_t>(k, n - 1);  // other points available
+  if (n <= 1 || kk == 0) return out.to(f.scalar_type());
+  const double* pp = p.data_ptr<double>();
+  const KnnIndex<double> index(pp, n);
+  const int64_t dim = f.size(1);
+  double* po = out.data_ptr<double>();
+  AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fpfh_variation_cpu", [&] {
+    const scalar_t* pf = f.data_ptr<scalar_t>();
+    at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+      Scratch s(kk + 1);
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t cnt = index.query_one(pp + 3 * i, kk + 1, -1.0, s.d2.data(), s.idx.data());
+        double total = 0.0;
+        int64_t used = 0;
+        for (int64_t j = 0; j < cnt && used < kk; ++j) {
+          if (s.idx[j] == i) continue;
+          total += gm::feature_distance(pf + dim * i, pf + dim * s.idx[j], dim);
+          ++used;
+        }
+        po[i] = total;
+      }
+    });
+  });
+  return out.to(f.scalar_type());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(group3ad_ext, CPU, m) {
+  m.impl("normals", &normals_cpu);
+  m.impl("fpfh", &fpfh_cpu);
+  m.impl("fpfh_variation", &fpfh_variation_cpu);
+}

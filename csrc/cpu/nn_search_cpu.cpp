@@ -1,0 +1,277 @@
+// Exact memory-bank nearest-neighbour search on the CPU (op nn_search).
+//
+// 1. Centre bank and queries on the bank mean (float64 mean, rows rounded to float32): the
+//    expansion |q|^2 + |b|^2 - 2 q.b then works on small norms, so a constant offset such as
+//    +1e4 on every coordinate cancels nothing.
+// 2. Per tile of kQueryTile queries x kBankTile bank rows one float32 GEMM (at::addmm, MKL or
+//    OpenBLAS threads) gives |bc|^2 - 2 qc.bc; a max-heap per query keeps the m best
+//    (score, index) pairs. Only the tile is ever in memory, never the Q x B matrix.
+// 3. Per query, the candidates are recomputed exactly (float64 sums of (q_i - b_i)^2 on the
+//    original values) in approximate order until the rounding bound of the next approximation
+//    (common/nn_search_bounds.h) proves that no remaining or unseen row can beat the exact k-th.
+//    Queries that cannot be certified (many exact duplicates, overflow-sized values) are
+//    recomputed by exact brute force over the whole bank.
+#include <ATen/Context.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "common/nn_search_bounds.h"
+
+namespace {
+
+constexpr int64_t kQueryTile = 1024;
+constexpr int64_t kBankTile = 4096;
+// Squared norms beyond this would overflow the float32 expansion: such tiles go straight to
+// the exact float64 path.
+constexpr double kMaxSquaredNorm = 1e36;
+
+using Approx = std::pair<float, int64_t>;   // (approximate score, bank row): lexicographic
+using Exact = std::pair<double, int64_t>;   // (exact squared distance, bank row)
+
+template <typename T>
+inline double to_double(T v) {
+  if constexpr (std::is_same_v<T, double>) {
+    return v;
+  } else {
+    return static_cast<double>(static_cast<float>(v));
+  }
+}
+
+// Exact squared distance in float64 (four independent partial sums: the order differs from a
+// naive loop only at the 1e-16 relative level).
+template <typename T>
+double exact_sq_dist(const T* a, const T* b, int64_t dims) {
+  double acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= dims; i += 4) {
+    const double d0 = to_double(a[i]) - to_double(b[i]);
+    const double d1 = to_double(a[i + 1]) - to_double(b[i + 1]);
+    const double d2 = to_double(a[i + 2]) - to_double(b[i + 2]);
+    const double d3 = to_double(a[i + 3]) - to_double(b[i + 3]);
+    acc0 += d0 * d0;
+    acc1 += d1 * d1;
+    acc2 += d2 * d2;
+    acc3 += d3 * d3;
+  }
+  for (; i < dims; ++i) {
+    const double d = to_double(a[i]) - to_double(b[i]);
+    acc0 += d * d;
+  }
+  return (acc0 + acc1) + (acc2 + acc3);
+}
+
+// Keeps the k smallest (d2, index) pairs in a max-heap.
+inline void keep_best(std::vector<Exact>& best, int64_t k, Exact cand) {
+  if (static_cast<int64_t>(best.size()) < k) {
+    best.push_back(cand);
+    std::push_heap(best.begin(), best.end());
+  } else if (cand < best.front()) {
+    std::pop_heap(best.begin(), best.end());
+    best.back() = cand;
+    std::push_heap(best.begin(), best.end());
+  }
+}
+
+inline void write_row(std::vector<Exact>& best, float* dist, int64_t* idx) {
+  std::sort_heap(best.begin(), best.end());
+  for (size_t j = 0; j < best.size(); ++j) {
+    dist[j] = static_cast<float>(std::sqrt(best[j].first));
+    idx[j] = best[j].second;
+  }
+}
+
+template <typename T>
+void brute_force_row(const T* q, const T* bank, int64_t n_bank, int64_t dims, int64_t k,
+                     std::vector<Exact>& best, float* dist, int64_t* idx) {
+  best.clear();
+  for (int64_t j = 0; j < n_bank; ++j) keep_best(best, k, {exact_sq_dist(q, bank + j * dims, dims), j});
+  write_row(best, dist, idx);
+}
+
+// Unit roundoff of the GEMM's inputs: 0 for IEEE float32, bf16's where torch was told it may
+// trade float32 matmul precision for speed (oneDNN bf16/tf32 paths).
+double gemm_input_roundoff() {
+  auto& ctx = at::globalContext();
+  bool reduced = ctx.float32MatmulPrecision() != at::Float32MatmulPrecision::HIGHEST;
+  const auto p = ctx.float32Precision(at::Float32Backend::MKLDNN, at::Float32Op::MATMUL);
+  reduced = reduced || p == at::Float32Precision::BF16 || p == at::Float32Precision::TF32;
+  return reduced ? g3::kBFloat16UnitRoundoff : 0.0;
+}
+
+template <typename T>
+void nn_search_impl(const T* queries, const T* bank, int64_t n_query, int64_t n_bank, int64_t dims,
+                    int64_t k, float* out_dist, int64_t* out_idx) {
+  const int64_t m = g3::nn_candidate_count(k, n_bank);
+  const double gemm_u = gemm_input_roundoff();
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+
+  // Bank mean in float64, each column summed in row order (deterministic for any thread count).
+  std::vector<double> mean(dims, 0.0);
+  at::parallel_for(0, dims, 64, [&](int64_t c0, int64_t c1) {
+    for (int64_t j = 0; j < n_bank; ++j)
+      for (int64_t c = c0; c < c1; ++c) mean[c] += to_double(bank[j * dims + c]);
+    for (int64_t c = c0; c < c1; ++c) mean[c] /= static_cast<double>(n_bank);
+  });
+
+  // Centred float32 bank, its float32 squared norms (the GEMM bias) and the largest norm.
+  at::Tensor bank_c = at::empty({n_bank, dims}, f32);
+  at::Tensor bank_n2 = at::empty({1, n_bank}, f32);
+  float* bc = bank_c.data_ptr<float>();
+  float* bn2 = bank_n2.data_ptr<float>();
+  std::vector<double> row_norm2(n_bank);
+  at::parallel_for(0, n_bank, 256, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      double s = 0;
+      for (int64_t c = 0; c < dims; ++c) {
+        const float v = static_cast<float>(to_double(bank[j * dims + c]) - mean[c]);
+        bc[j * dims + c] = v;
+        s += static_cast<double>(v) * v;
+      }
+      bn2[j] = static_cast<float>(s);
+      row_norm2[j] = s;
+    }
+  });
+  const double bmax2 = *std::max_element(row_norm2.begin(), row_norm2.end());
+  const double bmax = std::sqrt(bmax2);
+
+  const int64_t tq_max = std::min(kQueryTile, n_query);
+  at::Tensor query_c = at::empty({tq_max, dims}, f32);
+  float* qc = query_c.data_ptr<float>();
+  std::vector<double> qn2(tq_max);
+  std::vector<Approx> heaps(tq_max * m);
+  std::vector<int64_t> heap_size(tq_max);
+  std::vector<char> certified(tq_max);
+
+  for (int64_t q0 = 0; q0 < n_query; q0 += kQueryTile) {
+    const int64_t tq = std::min(kQueryTile, n_query - q0);
+    const T* qt = queries + q0 * dims;
+    at::parallel_for(0, tq, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        double s = 0;
+        for (int64_t c = 0; c < dims; ++c) {
+          const float v = static_cast<float>(to_double(qt[r * dims + c]) - mean[c]);
+          qc[r * dims + c] = v;
+          s += static_cast<double>(v) * v;
+        }
+        qn2[r] = s;
+        heap_size[r] = 0;
+        certified[r] = 0;
+      }
+    });
+    const double qmax2 = *std::max_element(qn2.begin(), qn2.begin() + tq);
+    const bool use_gemm = bmax2 < kMaxSquaredNorm && qmax2 < kMaxSquaredNorm;
+
+    if (use_gemm) {
+      const at::Tensor qtile = query_c.narrow(0, 0, tq);
+      for (int64_t b0 = 0; b0 < n_bank; b0 += kBankTile) {
+        const int64_t tb = std::min(kBankTile, n_bank - b0);
+        // |bc|^2 - 2 qc.bc: the query's own |qc|^2 is constant per row and added later.
+        const at::Tensor scores = at::addmm(bank_n2.narrow(1, b0, tb), qtile,
+                                            bank_c.narrow(0, b0, tb).t(), 1.0, -2.0);
+        const float* sc = scores.data_ptr<float>();
+        at::parallel_for(0, tq, 8, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            Approx* h = heaps.data() + r * m;
+            int64_t size = heap_size[r];
+            const float* srow = sc + r * tb;
+            for (int64_t j = 0; j < tb; ++j) {
+              const float s = srow[j];
+              if (size < m) {
+                h[size++] = {s, b0 + j};
+                std::push_heap(h, h + size);
+              } else if (s < h[0].first) {  // later rows lose ties: strict
+                std::pop_heap(h, h + m);
+                h[m - 1] = {s, b0 + j};
+                std::push_heap(h, h + m);
+              }
+            }
+            heap_size[r] = size;
+          }
+        });
+      }
+
+      // Exact re-ranking of the candidates, in approximate order, stopping as soon as the
+      // bound proves the rest (and every non-candidate) farther than the exact k-th.
+      at::parallel_for(0, tq, 4, [&](int64_t r0, int64_t r1) {
+        std::vector<Exact> best;
+        best.reserve(k);
+        for (int64_t r = r0; r < r1; ++r) {
+          Approx* h = heaps.data() + r * m;
+          std::sort_heap(h, h + m);
+          const T* q = qt + r * dims;
+          const double qnorm = std::sqrt(qn2[r]);
+          auto lower_bound = [&](float score) {
+            return g3::expansion_distance_lower_bound(qn2[r] + score, qnorm, bmax, dims, gemm_u);
+          };
+          best.clear();
+          bool ok = false;
+          for (int64_t c = 0; c < m; ++c) {
+            if (static_cast<int64_t>(best.size()) == k &&
+                lower_bound(h[c].first) > std::sqrt(best.front().first)) {
+              ok = true;
+              break;
+            }
+            const int64_t j = h[c].second;
+            keep_best(best, k, {exact_sq_dist(q, bank + j * dims, dims), j});
+          }
+          if (!ok) {
+            ok = m == n_bank || (std::isfinite(h[m - 1].first) &&
+                                 lower_bound(h[m - 1].first) > std::sqrt(best.front().first));
+          }
+          if (ok) {
+            certified[r] = 1;
+            write_row(best, out_dist + (q0 + r) * k, out_idx + (q0 + r) * k);
+          }
+        }
+      });
+    }
+
+    std::vector<int64_t> pending;
+    for (int64_t r = 0; r < tq; ++r)
+      if (!certified[r]) pending.push_back(r);
+    at::parallel_for(0, static_cast<int64_t>(pending.size()), 1, [&](int64_t p0, int64_t p1) {
+      std::vector<Exact> best;
+      best.reserve(k);
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t row = q0 + pending[p];
+        brute_force_row(queries + row * dims, bank, n_bank, dims, k, best, out_dist + row * k,
+                        out_idx + row * k);
+      }
+    });
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> nn_search_cpu(const at::Tensor& queries, const at::Tensor& bank,
+                                                 int64_t k) {
+  TORCH_CHECK(queries.dim() == 2 && bank.dim() == 2, "nn_search: queries (Q,D) and bank (B,D) expected");
+  TORCH_CHECK(queries.size(1) == bank.size(1), "nn_search: queries and bank differ in D");
+  TORCH_CHECK(queries.scalar_type() == bank.scalar_type(), "nn_search: queries and bank differ in dtype");
+  TORCH_CHECK(bank.size(0) >= 1, "nn_search: empty bank");
+  TORCH_CHECK(k >= 1 && k <= bank.size(0), "nn_search: need 1 <= k <= B");
+  const int64_t n_query = queries.size(0), n_bank = bank.size(0), dims = queries.size(1);
+  TORCH_CHECK(dims >= 1, "nn_search: D must be >= 1");
+  at::Tensor dist = at::empty({n_query, k}, queries.options().dtype(at::kFloat));
+  at::Tensor idx = at::empty({n_query, k}, queries.options().dtype(at::kLong));
+  if (n_query == 0) return {dist, idx};
+  const at::Tensor q = queries.contiguous();
+  const at::Tensor b = bank.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q.scalar_type(), "nn_search_cpu", [&] {
+    nn_search_impl<scalar_t>(q.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), n_query, n_bank,
+                             dims, k, dist.data_ptr<float>(), idx.data_ptr<int64_t>());
+  });
+  return {dist, idx};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(group3ad_ext, CPU, m) { m.impl("nn_search", &nn_search_cpu); }
