@@ -83,31 +83,47 @@ def test_nn_search_impossible_output_raises_clear_error():
     assert "RAISED" in out and "USABLE True" in out, out
 
 
-@pytest.mark.parametrize("case", [
+ABSURD_CASES = [
     "normals(pts, max_nn=2**40)",
     "normals(pts, radius=0.5, max_nn=2**40)",
     "fpfh(pts, normals(pts), 0.5, max_nn=2**40)",
     "fpfh_variation(pts, torch.rand(pts.shape[0], 33), 2**40)",
     "agcs(pts, 8, k=2**40, fpfh_max_nn=2**40, normal_max_nn=2**40)",
-])
-def test_absurd_neighbourhood_sizes_do_not_allocate_or_overflow(case):
-    # A cap far above the cloud size means "all of them"; it must not size a buffer, overflow
-    # N*max_nn in 32 or 64 bits, or crash. A clean ValueError naming the argument is also fine.
-    name = case.split("(")[0]
-    out = check_child(run_child(f"""
-        {name} = need({name!r})
-        normals = need("normals")
+    "group(pts, torch.arange(3), 2**40)",
+    "knn(pts, pts, 2**40)",
+    "fps(pts, 2**40)",
+    "nn_search(pts, pts, 2**40)",
+    "coreset(pts, 2**40)",
+]
+
+
+def test_absurd_sizes_do_not_allocate_or_overflow():
+    # A neighbourhood cap far above the cloud size means "all of them"; it must not size a
+    # buffer, overflow N*max_nn in 32 or 64 bits, or crash. A count that cannot be met
+    # (k > N) must be a ValueError naming the argument. One child runs every case (a crash
+    # fails the test with the case printed last).
+    body = """
+        from group3ad_ext import normals, fpfh, fpfh_variation, agcs, group, knn, fps, nn_search, coreset
         g = torch.Generator().manual_seed(0)
         pts = torch.rand(500, 3, generator=g)
-        try:
-            res = {case}
-        except ValueError as e:
-            print("VALUEERROR", e)
-        else:
-            res = res if isinstance(res, torch.Tensor) else res[0]
-            print("OK", tuple(res.shape), bool(torch.isfinite(res.double()).all()))
-    """, timeout=120))
-    assert out.startswith("VALUEERROR") or re.search(r"^OK .* True$", out, re.M), out
+        for case in CASES:
+            print("CASE", case, flush=True)
+            try:
+                res = eval(case)
+            except ValueError as e:
+                print("VALUEERROR", e, flush=True)
+            else:
+                res = res if isinstance(res, torch.Tensor) else res[0]
+                print("OK", tuple(res.shape), bool(torch.isfinite(res.double()).all()), flush=True)
+    """
+    out = check_child(run_child(f"CASES = {ABSURD_CASES!r}\n" + textwrap.dedent(body), timeout=300))
+    results = dict(re.findall(r"^CASE (.*)\n(.*)$", out, re.M))
+    assert set(results) == set(ABSURD_CASES), out
+    for case, line in results.items():
+        assert line.startswith("VALUEERROR") or re.fullmatch(r"OK .* True", line), (case, line)
+    for case in ("knn(pts, pts, 2**40)", "fps(pts, 2**40)", "nn_search(pts, pts, 2**40)", "coreset(pts, 2**40)",
+                 "group(pts, torch.arange(3), 2**40)"):
+        assert results[case].startswith("VALUEERROR"), (case, results[case])
 
 
 def test_keyboard_interrupt_during_long_op_leaves_process_usable():
@@ -174,3 +190,39 @@ def test_every_cuda_glue_turns_errors_into_exceptions():
     glue = sorted((ROOT / "csrc" / "cuda").glob("*_cuda.cpp"))
     silent = [g.name for g in glue if "cudaGetErrorString" not in g.read_text() and "C10_CUDA_CHECK" not in g.read_text()]
     assert not silent, "CUDA glue files that never report a CUDA error: " + ", ".join(silent)
+
+
+SENSOR_JUNK_CASES = {
+    "fps": ("fps(bad, 2)", "points"),
+    "fps_features": ("fps_features(bad, 2)", "features"),
+    "knn": ("knn(good, bad, 2)", "points"),
+    "knn query": ("knn(bad, good, 2)", "query"),
+    "group": ("group(bad, torch.arange(2), 2)", "points"),
+    "normals": ("normals(bad)", "points"),
+    "fpfh": ("fpfh(bad, good, 0.5)", "points"),
+    "fpfh normals": ("fpfh(good, bad, 0.5)", "normals"),
+    "fpfh_variation": ("fpfh_variation(good, bad, 2)", "features"),
+    "agcs": ("agcs(bad, 2)", "points"),
+    "nn_search": ("nn_search(bad, good, 2)", "queries"),
+    "nn_search bank": ("nn_search(good, bad, 2)", "bank"),
+    "coreset": ("coreset(bad, 2)", "features"),
+}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("case", sorted(SENSOR_JUNK_CASES))
+def test_nan_and_inf_points_are_rejected_before_any_kernel(case, value):
+    # Scanners emit NaN for missed returns: every op must refuse them with a ValueError naming
+    # the argument (a NaN inside a KD-tree or a histogram bin is a silent wrong answer).
+    import torch
+
+    import group3ad_ext
+
+    code, arg = SENSOR_JUNK_CASES[case]
+    fn_name = code.split("(")[0]
+    fn = getattr(group3ad_ext, fn_name)
+    good = torch.rand(50, 3, generator=torch.Generator().manual_seed(0))
+    bad = good.clone()
+    bad[17, 1] = value
+    with pytest.raises(ValueError, match=arg):
+        eval(code, {fn_name: fn, "good": good, "bad": bad, "torch": torch})
