@@ -143,8 +143,13 @@ def fpfh(points: torch.Tensor, normals: torch.Tensor, radius: float, max_nn: int
     included); SPFH: 11 bins each for theta, alpha, phi, 100/(n-1) per pair; FPFH: neighbour
     SPFHs weighted by 1/squared distance (coincident neighbours skipped), each 11-bin block
     normalised to 100, plus the point's own SPFH, so each block sums to 200 (0 for a point
-    without neighbours). Computed in double; agrees with Open3D to ~1e-9 relative given the
-    same normals (neighbour ties at exactly equal distances may be ordered differently).
+    without neighbours). Computed in double. Given the same normals it equals Open3D's tensor
+    API ``t.pipelines.registration.compute_fpfh_feature`` to 1e-9 on every row, and the legacy
+    ``pipelines.registration.compute_fpfh_feature`` on most rows: where two neighbours' normals
+    make the same angle with the line joining them up to the last bit (nearly coplanar
+    normals), the pair's frame is decided by rounding, which the legacy build does
+    differently, and a row can differ by that pair's share. Neighbours at exactly equal
+    distances are ordered by index.
 
     Args:
         points: (N,3) float32/float64, finite.
@@ -180,7 +185,7 @@ def fpfh(points: torch.Tensor, normals: torch.Tensor, radius: float, max_nn: int
             if lo < 0 or hi >= points.shape[0]:
                 raise ValueError(f"indices must lie in [0, {points.shape[0] - 1}]; got min {lo}, max {hi}")
         indices = indices.to(torch.int64).contiguous()
-    return _ops.fpfh(points, normals.to(points.dtype).contiguous(), indices, radius, max_nn)
+    return _ops.fpfh(points, normals.contiguous(), indices, radius, max_nn)
 
 
 def fpfh_variation(points: torch.Tensor, features: torch.Tensor, k: int = 16) -> torch.Tensor:
@@ -212,17 +217,21 @@ def fpfh_variation(points: torch.Tensor, features: torch.Tensor, k: int = 16) ->
 
 
 def point_spacing(points: torch.Tensor, sample: int = 10000) -> float:
-    """Median distance from a point to its nearest distinct neighbour.
+    """Typical point spacing of a surface scan: the side of the patch each point covers.
 
-    Measured on ``sample`` points evenly strided through the cloud (deterministic); coincident
-    copies are skipped (the nearest neighbour at a positive distance among the 8 nearest).
+    For each of ``sample`` points evenly strided through the cloud (deterministic), d8 is the
+    distance to its 8th nearest other point; a surface disc of radius d8 holds about 8 points,
+    so each covers pi*d8^2/8 and the spacing is sqrt(pi/8)*d8. Returns the median. This reads
+    the same for random and for grid-like (voxelised) sampling: a voxel grid of step s gives
+    about 0.89 s, a random sample of density rho gives about 1/sqrt(rho) (the nearest-neighbour
+    distance alone would give half that for random sampling).
 
     Args:
         points: (N,3) float32/float64, finite.
         sample: >= 1, how many points to measure.
 
     Returns:
-        float, in the cloud's unit; 0.0 when fewer than 2 distinct points were seen.
+        float, in the cloud's unit; 0.0 when the measured neighbourhoods are all coincident.
     """
     points = _check_cloud(points)
     sample = check_int(sample, "sample", low=1)
@@ -231,16 +240,12 @@ def point_spacing(points: torch.Tensor, sample: int = 10000) -> float:
         return 0.0
     step = max(1, n // sample)
     q = points[::step][:sample].contiguous()
-    k = min(8, n)
+    k = min(9, n)  # the point itself (or a copy) and 8 others
     dev = points.device
     d2, _ = _ops.knn(q[None], points[None], torch.tensor([q.shape[0]], device=dev),
                      torch.tensor([n], device=dev), k)
-    d2 = d2[0].double()
-    positive = torch.where(d2 > 0, d2, torch.full_like(d2, math.inf)).min(dim=1).values
-    positive = positive[torch.isfinite(positive)]
-    if positive.numel() == 0:
-        return 0.0
-    return float(positive.sqrt().median())
+    d = d2[0, :, -1].double().sqrt() * math.sqrt(math.pi / (k - 1))
+    return float(d.median())
 
 
 def _fps(points: torch.Tensor, seeds: torch.Tensor, n_samples: int) -> torch.Tensor:
@@ -251,14 +256,16 @@ def _fps(points: torch.Tensor, seeds: torch.Tensor, n_samples: int) -> torch.Ten
 def agcs(points: torch.Tensor, n_centers: int, alpha: float = 0.2, q: float = 0.1,
          normal_radius: float | None = None, fpfh_radius: float | None = None,
          k: int = 16, normal_max_nn: int = 30, fpfh_max_nn: int = 100,
-         return_variation: bool = False, start_idx: int = 0):
+         orient_to="centroid", return_variation: bool = False, start_idx: int = 0):
     """Adaptive Group-Center Selection (Group3AD Algorithm 2): FPS with extra centres where the
     local geometry varies.
 
-    1. normals (hybrid radius ``normal_radius``, ``normal_max_nn``), FPFH (``fpfh_radius``,
+    1. normals (hybrid radius ``normal_radius``, ``normal_max_nn``) oriented by ``orient_to``,
+       FPFH (``fpfh_radius``,
        ``fpfh_max_nn``) and their variation over the ``k`` nearest points (``fpfh_variation``);
-    2. the high-variation set: the top ``q`` fraction of points by variation (ceil(q*N), at
-       least round(alpha*n_centers); ties to the lower index);
+    2. the high-variation set: the top ``q`` fraction of points by variation (ceil(q*N), but
+       only points with variation > 0, and at least round(alpha*n_centers); ties to the lower
+       index);
     3. m = round(alpha*n_centers) centres by FPS inside that set, starting at its highest-
        variation point;
     4. the remaining n_centers - m by FPS over the whole cloud, continuing from those m
@@ -278,6 +285,10 @@ def agcs(points: torch.Tensor, n_centers: int, alpha: float = 0.2, q: float = 0.
         normal_radius, fpfh_radius: > 0 or None (spacing multiples).
         k: neighbours of the variation, >= 1.
         normal_max_nn: >= 3. fpfh_max_nn: >= 1.
+        orient_to: "centroid" (default: normals point away from the cloud's centroid, right for
+            closed part scans), None (the solver's arbitrary signs: on flat regions opposite
+            signs make FPFH, hence the variation, noisy), or a viewpoint / ("direction", v) as
+            in ``normals`` (e.g. ("direction", (0, 0, 1)) for a height map).
         return_variation: also return the (N,) variation (computed even when alpha = 0).
         start_idx: first FPS index when alpha*n_centers rounds to 0, in [0, N).
 
@@ -296,18 +307,26 @@ def agcs(points: torch.Tensor, n_centers: int, alpha: float = 0.2, q: float = 0.
     normal_max_nn = check_int(normal_max_nn, "normal_max_nn", low=3)
     fpfh_max_nn = check_int(fpfh_max_nn, "fpfh_max_nn", low=1)
     start_idx = check_int(start_idx, "start_idx", low=0, high=n - 1)
+    if isinstance(orient_to, str) and orient_to == "centroid":
+        pass
+    elif orient_to is not None:
+        _orient(points[:0], points[:0], orient_to)  # validate before any kernel runs
     if not isinstance(return_variation, bool):
         raise ValueError(f"return_variation must be a bool, got {type(return_variation).__name__}")
 
     m = int(round(alpha * n_centers))
     variation = None
     if m > 0 or return_variation:
-        variation = _variation(points, normal_radius, fpfh_radius, k, normal_max_nn, fpfh_max_nn)
+        variation = _variation(points, normal_radius, fpfh_radius, k, normal_max_nn, fpfh_max_nn,
+                               orient_to)
     dev = points.device
     if m == 0:
         centres = _fps(points, torch.tensor([start_idx], dtype=torch.int64, device=dev), n_centers)
     else:
-        n_high = min(n, max(m, math.ceil(q * n)))
+        # Points without any variation (flat, uniform regions) are not "high variation" even
+        # when fewer than q*N points vary; they fill the set only to reach m.
+        n_varying = int((variation > 0).sum())
+        n_high = min(n, max(m, min(math.ceil(q * n), n_varying)))
         order = torch.sort(variation, descending=True, stable=True).indices
         high = order[:n_high]
         # FPS inside the set, on its points in index order, from the highest-variation point.
@@ -329,7 +348,7 @@ def _check_unit_interval(v, name: str, allow_zero: bool) -> float:
     return v
 
 
-def _variation(points, normal_radius, fpfh_radius, k, normal_max_nn, fpfh_max_nn):
+def _variation(points, normal_radius, fpfh_radius, k, normal_max_nn, fpfh_max_nn, orient_to):
     if normal_radius is None or fpfh_radius is None:
         spacing = point_spacing(points)
         if spacing == 0.0:
@@ -339,5 +358,10 @@ def _variation(points, normal_radius, fpfh_radius, k, normal_max_nn, fpfh_max_nn
         normal_radius = normal_radius or NORMAL_RADIUS_SPACINGS * spacing
         fpfh_radius = fpfh_radius or FPFH_RADIUS_SPACINGS * spacing
     n = _ops.normals(points, normal_radius, normal_max_nn)
+    if isinstance(orient_to, str) and orient_to == "centroid":
+        # toward the centroid, then flipped: away from it
+        n = -_orient(points, n, points.double().mean(dim=0).to(points.dtype))
+    else:
+        n = _orient(points, n, orient_to)
     f = _ops.fpfh(points, n, None, fpfh_radius, fpfh_max_nn)
     return _ops.fpfh_variation(points, f, k)

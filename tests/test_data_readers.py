@@ -433,3 +433,14 @@ def test_data_summary_command(tmp_path, capsys):
 def test_data_summary_user_error(tmp_path, capsys):
     assert cli_main(["data-summary", str(tmp_path / "missing")]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
+
+
+def test_point_count_without_reading_and_error_forms(tmp_path):
+    ds = Real3DAD(make_real3d_tree(tmp_path))
+    assert [s.point_count() for s in ds.test("airplane")] == [31, 30, 25, 40]
+    e = DataError("just a message")
+    assert str(e) == "just a message" and e.path is None
+    e = DataError(tmp_path / "f.pcd", "broken")
+    assert str(e) == f"{tmp_path / 'f.pcd'}: broken" and e.problem == "broken"
+    from group3ad.errors import UserError
+    assert isinstance(e, UserError) and isinstance(e, ValueError)

@@ -192,8 +192,8 @@ def test_all_points_match_pykdtree_200k():
 def test_random_cloud_matches_pykdtree_float32_distances():
     from pykdtree.kdtree import KDTree
 
-    p = torch.rand(120_000, 3)
-    q = torch.rand(3000, 3)
+    p = torch.rand(100_000, 3)
+    q = torch.rand(1000, 3)
     d, i = knn(q, p, 10)
     pd, _ = KDTree(p.numpy().astype(np.float64)).query(q.numpy().astype(np.float64), k=10)
     np.testing.assert_allclose(d.double().sqrt().numpy(), pd, rtol=1e-5, atol=1e-6)
@@ -327,15 +327,6 @@ def test_opcheck_knn():
     torch.library.opcheck(torch.ops.group3ad_ext.knn.default, args)
     torch.library.opcheck(torch.ops.group3ad_ext.knn.default,
                           (q.double(), p.double(), torch.tensor([11, 11]), torch.tensor([40, 40]), 40))
-
-
-def test_knn_under_torch_compile():
-    p = torch.rand(300, 3)
-    q = torch.rand(20, 3)
-    f = torch.compile(lambda a, b: knn(a, b, 4), fullgraph=False)
-    d, i = f(q, p)
-    rd, ri = ref_knn(q, p, 4)
-    assert torch.equal(d, rd) and torch.equal(i, ri)
 
 
 def test_exported_from_package():

@@ -345,6 +345,21 @@ G3_HD void pair_bins(const double* f, int* bins) {
 // sub-histogram sums to 100 over the n-1 pairs. n <= 1: no pairs, the SPFH is zero.
 G3_HD double spfh_increment(int64_t n) { return n > 1 ? 100.0 / static_cast<double>(n - 1) : 0.0; }
 
+// FPFH weighting: adds a neighbour's SPFH (bin counts times its per-pair increment) weighted
+// by 1/d2 to acc[33] and to the three block sums. One division per neighbour, not per bin
+// (this rounds (count * (incr / d2)) where Open3D rounds ((count * incr) / d2): ~1e-16 relative).
+G3_HD void fpfh_accumulate(const int32_t* counts, double scale, double* acc, double* sum) {
+  for (int s = 0; s < 3; ++s) {
+    double block = 0.0;
+    for (int b = s * kBinsPerAngle; b < (s + 1) * kBinsPerAngle; ++b) {
+      const double val = static_cast<double>(counts[b]) * scale;
+      block += val;
+      acc[b] += val;
+    }
+    sum[s] += block;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // FPFH variation (Group3AD eq. 15): ||f(p) - f(q)||_2 over `dim` features, in double.
 template <typename F>

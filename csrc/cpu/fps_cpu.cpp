@@ -18,6 +18,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -31,7 +32,7 @@ using g3::fps::chosen_mark;
 
 // Leaf size of the KD-tree: small enough that a late sample rewrites few points, large enough
 // that the tree walk stays cheap next to the leaf loops.
-constexpr int64_t kLeafSize = 96;
+constexpr int64_t kLeafSize = 256;
 // Below this many points to rewrite, one sample's leaf updates run on one thread.
 constexpr int64_t kParallelPoints = 1 << 15;
 
@@ -44,26 +45,55 @@ struct Node {
   int64_t best_idx;     // ... and the lowest original index holding it
 };
 
+// Build-time record; I is uint32_t whenever the cloud allows it (16-byte items for float: the
+// build is a handful of passes over them).
+template <typename T, typename I>
+struct Item {
+  T p[3];
+  I idx;
+};
+
 template <typename T>
+struct Box {
+  T lo[3], hi[3];
+  Box() {
+    for (int k = 0; k < 3; ++k) {
+      lo[k] = std::numeric_limits<T>::infinity();
+      hi[k] = -std::numeric_limits<T>::infinity();
+    }
+  }
+  void add(const T* p) {
+    for (int k = 0; k < 3; ++k) {
+      lo[k] = p[k] < lo[k] ? p[k] : lo[k];
+      hi[k] = p[k] > hi[k] ? p[k] : hi[k];
+    }
+  }
+};
+
+template <typename T, typename I>
 class FpsTree {
  public:
-  FpsTree(const T* pts, int64_t n) : n_(n) {
-    std::vector<int64_t> order(n);
-    for (const auto i : c10::irange(n)) order[i] = i;
-    nodes_.reserve(2 * (n / kLeafSize + 1) + 1);
-    build(pts, order.data(), 0, n);
+  FpsTree(const T* pts, int64_t n, bool parallel) : n_(n) {
+    std::vector<Item<T, I>> items(n);
+    Box<T> box;
+    for (const auto i : c10::irange(n)) {
+      for (int k = 0; k < 3; ++k) items[i].p[k] = pts[3 * i + k];
+      items[i].idx = static_cast<I>(i);
+      box.add(items[i].p);
+    }
+    build_root(items.data(), box, parallel);
     x_.resize(n);
     y_.resize(n);
     z_.resize(n);
-    dist_.assign(n, std::numeric_limits<T>::infinity());
-    orig_ = std::move(order);
+    orig_.resize(n);
     pos_.resize(n);
+    dist_.assign(n, std::numeric_limits<T>::infinity());
     for (const auto i : c10::irange(n)) {
-      const int64_t o = orig_[i];
-      x_[i] = pts[3 * o];
-      y_[i] = pts[3 * o + 1];
-      z_[i] = pts[3 * o + 2];
-      pos_[o] = i;
+      x_[i] = items[i].p[0];
+      y_[i] = items[i].p[1];
+      z_[i] = items[i].p[2];
+      orig_[i] = items[i].idx;
+      pos_[items[i].idx] = i;
     }
   }
 
@@ -76,6 +106,7 @@ class FpsTree {
     inner_.clear();
     int64_t work = 0;
     collect(0, ps, sx, sy, sz, work);
+    first_ = false;
     if (parallel && work >= kParallelPoints && leaves_.size() > 1) {
       at::parallel_for(0, static_cast<int64_t>(leaves_.size()), 1, [&](int64_t b, int64_t e) {
         for (int64_t k = b; k < e; ++k) update_leaf(nodes_[leaves_[k]], sx, sy, sz);
@@ -97,48 +128,102 @@ class FpsTree {
   int64_t farthest() const { return nodes_[0].best_idx; }
 
  private:
-  int64_t build(const T* pts, int64_t* order, int64_t begin, int64_t end) {
-    const int64_t id = static_cast<int64_t>(nodes_.size());
-    nodes_.emplace_back();
+  // The root's two subtrees are built on two threads into their own node arrays, then
+  // appended (child indices shifted).
+  void build_root(Item<T, I>* items, const Box<T>& box, bool parallel) {
+    Box<T> lbox, rbox;
+    const int64_t m = n_ > kLeafSize ? split(items, 0, n_, box, &lbox, &rbox) : -1;
+    nodes_.push_back(make_node(box, 0, n_));
+    if (m < 0) return;
+    std::vector<Node<T>> sub[2];
+    const auto build_side = [&](int64_t side) {
+      sub[side].reserve(2 * ((side ? n_ - m : m) / kLeafSize + 1));
+      if (side == 0) {
+        build(items, 0, m, lbox, sub[0]);
+      } else {
+        build(items, m, n_, rbox, sub[1]);
+      }
+    };
+    if (parallel && n_ >= kParallelPoints) {
+      at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
+        for (int64_t side = b; side < e; ++side) build_side(side);
+      });
+    } else {
+      build_side(0);
+      build_side(1);
+    }
+    const int64_t off[2] = {1, 1 + static_cast<int64_t>(sub[0].size())};
+    nodes_[0].left = off[0];
+    nodes_[0].right = off[1];
+    for (int side = 0; side < 2; ++side) {
+      for (Node<T> nd : sub[side]) {
+        if (nd.left >= 0) {
+          nd.left += off[side];
+          nd.right += off[side];
+        }
+        nodes_.push_back(nd);
+      }
+    }
+  }
+
+  static Node<T> make_node(const Box<T>& box, int64_t begin, int64_t end) {
     Node<T> nd;
     for (int k = 0; k < 3; ++k) {
-      nd.lo[k] = std::numeric_limits<T>::infinity();
-      nd.hi[k] = -std::numeric_limits<T>::infinity();
-    }
-    for (int64_t i = begin; i < end; ++i) {
-      const T* p = pts + 3 * order[i];
-      for (int k = 0; k < 3; ++k) {
-        nd.lo[k] = std::min(nd.lo[k], p[k]);
-        nd.hi[k] = std::max(nd.hi[k], p[k]);
-      }
+      nd.lo[k] = box.lo[k];
+      nd.hi[k] = box.hi[k];
     }
     nd.begin = begin;
     nd.end = end;
     nd.left = nd.right = -1;
     nd.best = std::numeric_limits<T>::infinity();
-    nd.best_idx = order[begin];
-    if (end - begin > kLeafSize) {
-      int axis = 0;
-      for (int k = 1; k < 3; ++k) {
-        if (nd.hi[k] - nd.lo[k] > nd.hi[axis] - nd.lo[axis]) axis = k;
-      }
-      // Split at the box middle (one linear pass); fall back to the median when that leaves a
-      // side empty (clustered or identical coordinates).
-      const T mid = nd.lo[axis] + (nd.hi[axis] - nd.lo[axis]) / T(2);
-      int64_t* cut = std::partition(order + begin, order + end,
-                                    [&](int64_t o) { return pts[3 * o + axis] < mid; });
-      int64_t m = cut - order;
-      if (m == begin || m == end) {
-        m = begin + (end - begin) / 2;
-        std::nth_element(order + begin, order + m, order + end, [&](int64_t a, int64_t b) {
-          return pts[3 * a + axis] < pts[3 * b + axis];
-        });
-      }
-      nd.left = build(pts, order, begin, m);
-      nd.right = build(pts, order, m, end);
-    }
-    nodes_[id] = nd;
+    nd.best_idx = -1;
+    return nd;
+  }
+
+  // Builds the subtree of items [begin, end) (bounding box `box`) into `out`; returns its index.
+  int64_t build(Item<T, I>* items, int64_t begin, int64_t end, const Box<T>& box,
+                std::vector<Node<T>>& out) {
+    const int64_t id = static_cast<int64_t>(out.size());
+    out.push_back(make_node(box, begin, end));
+    if (end - begin <= kLeafSize) return id;
+    Box<T> lbox, rbox;
+    const int64_t m = split(items, begin, end, box, &lbox, &rbox);
+    const int64_t l = build(items, begin, m, lbox, out);
+    const int64_t r = build(items, m, end, rbox, out);
+    out[id].left = l;
+    out[id].right = r;
     return id;
+  }
+
+  // Splits [begin, end) across the widest axis of `box` at its middle, in one pass that also
+  // forms both sides' boxes. Falls back to the median when the middle leaves a side empty
+  // (clustered or identical coordinates). Returns the first index of the right side.
+  static int64_t split(Item<T, I>* it, int64_t begin, int64_t end, const Box<T>& box, Box<T>* lbox,
+                       Box<T>* rbox) {
+    int axis = 0;
+    for (int k = 1; k < 3; ++k) {
+      if (box.hi[k] - box.lo[k] > box.hi[axis] - box.lo[axis]) axis = k;
+    }
+    const T mid = box.lo[axis] + (box.hi[axis] - box.lo[axis]) / T(2);
+    int64_t i = begin, j = end - 1;
+    while (true) {
+      while (i <= j && it[i].p[axis] < mid) lbox->add(it[i++].p);
+      while (i <= j && !(it[j].p[axis] < mid)) rbox->add(it[j--].p);
+      if (i >= j) break;
+      std::swap(it[i], it[j]);
+      lbox->add(it[i++].p);
+      rbox->add(it[j--].p);
+    }
+    if (i != begin && i != end) return i;
+    const int64_t m = begin + (end - begin) / 2;
+    std::nth_element(it + begin, it + m, it + end, [axis](const Item<T, I>& a, const Item<T, I>& b) {
+      return a.p[axis] < b.p[axis];
+    });
+    *lbox = Box<T>();
+    *rbox = Box<T>();
+    for (int64_t k = begin; k < m; ++k) lbox->add(it[k].p);
+    for (int64_t k = m; k < end; ++k) rbox->add(it[k].p);
+    return m;
   }
 
   // Visits the nodes the new sample can change: those whose box is closer to it than their
@@ -147,7 +232,11 @@ class FpsTree {
   void collect(int64_t id, int64_t ps, T sx, T sy, T sz, int64_t& work) {
     const Node<T>& nd = nodes_[id];
     const bool holds_sample = nd.begin <= ps && ps < nd.end;
-    if (!holds_sample && !(g3::fps::box_sq_dist3(nd.lo, nd.hi, sx, sy, sz) < nd.best)) return;
+    // The first sample visits everything: a box at infinite distance (overflow) must still
+    // get its real best index.
+    if (!first_ && !holds_sample && !(g3::fps::box_sq_dist3(nd.lo, nd.hi, sx, sy, sz) < nd.best)) {
+      return;
+    }
     if (nd.left < 0) {
       leaves_.push_back(id);
       work += nd.end - nd.begin;
@@ -179,20 +268,31 @@ class FpsTree {
   }
 
   int64_t n_;
+  bool first_ = true;
   std::vector<Node<T>> nodes_;
   std::vector<T> x_, y_, z_, dist_;
   std::vector<int64_t> orig_, pos_;
   std::vector<int64_t> leaves_, inner_;
 };
 
-template <typename T>
-void fps_tree_cloud(const T* pts, int64_t n, const int64_t* seeds, int64_t n_seeds,
-                    int64_t n_samples, int64_t* out, bool parallel) {
-  FpsTree<T> tree(pts, n);
+template <typename T, typename I>
+void fps_tree_cloud_idx(const T* pts, int64_t n, const int64_t* seeds, int64_t n_seeds,
+                        int64_t n_samples, int64_t* out, bool parallel) {
+  FpsTree<T, I> tree(pts, n, parallel);
   for (int64_t m = 0; m < n_samples; ++m) {
     const int64_t s = m < n_seeds ? seeds[m] : tree.farthest();
     out[m] = s;
     if (m + 1 < n_samples) tree.add(s, pts, parallel);
+  }
+}
+
+template <typename T>
+void fps_tree_cloud(const T* pts, int64_t n, const int64_t* seeds, int64_t n_seeds,
+                    int64_t n_samples, int64_t* out, bool parallel) {
+  if (n <= static_cast<int64_t>(UINT32_MAX)) {
+    fps_tree_cloud_idx<T, uint32_t>(pts, n, seeds, n_seeds, n_samples, out, parallel);
+  } else {
+    fps_tree_cloud_idx<T, int64_t>(pts, n, seeds, n_seeds, n_samples, out, parallel);
   }
 }
 

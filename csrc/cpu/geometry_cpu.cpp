@@ -108,12 +108,7 @@ void fpfh_row(const double* pp, int64_t i, const Idx* nb, int64_t cnt, const int
     const double* x = pp + 3 * t;
     const double d2 = g3::sq_dist3(q[0], q[1], q[2], x[0], x[1], x[2]);
     if (d2 == 0.0) continue;
-    const int32_t* c = counts + gm::kFpfhBins * t;
-    for (int b = 0; b < gm::kFpfhBins; ++b) {
-      const double val = (static_cast<double>(c[b]) * incr[t]) / d2;
-      sum[b / gm::kBinsPerAngle] += val;
-      acc[b] += val;
-    }
+    gm::fpfh_accumulate(counts + gm::kFpfhBins * t, incr[t] / d2, acc, sum);
   }
   for (int s = 0; s < 3; ++s)
     if (sum[s] != 0.0) sum[s] = 100.0 / sum[s];

@@ -1,6 +1,6 @@
 // KnnIndex: a bounding-volume tree over the points sorted along a 63-bit Morton curve.
 //
-// Build: Morton codes on the bounding box (cubic cells, 21 bits per axis), an LSD radix sort,
+// Build: Morton codes on the bounding box (cubic cells, up to 21 bits per axis), a radix sort,
 // then a binary radix tree: each node splits its (sorted) range at the highest Morton bit in
 // which its first and last code differ (an octree split along one axis), ranges of equal codes
 // split at the middle; leaves hold at most kLeafSize points. Every node keeps the tight box of
@@ -34,7 +34,7 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kLeafSize = 16;
-constexpr int kMortonBitsPerAxis = 21;
+constexpr int kMaxMortonBitsPerAxis = 21;
 constexpr int kMaxDepth = 192;  // <= 63 bit splits + log2(n) equal-code splits, with margin
 constexpr int64_t kQueryChunk = 256;
 
@@ -48,34 +48,48 @@ inline uint64_t spread_bits3(uint64_t x) {
   return x;
 }
 
-// Stable LSD radix sort of (key, value) pairs by key, 11-bit digits; digits in which all keys
-// agree are skipped.
-void radix_sort_pairs(std::vector<uint64_t>& keys, std::vector<int64_t>& vals) {
+// LSD radix sort of packed keys (code << index_bits | index) by bits [lo_bit, hi_bit), 11-bit
+// digits. The input is in index order, so sorting only the code bits (stably) sorts the whole
+// key: equal codes keep increasing indices. The digit histograms do not depend on the order,
+// so one read pass (threaded) counts every digit; the scatters are serial, which avoids a
+// thread barrier per pass (costly on a busy machine) for a few ms of work.
+void radix_sort_packed(std::vector<uint64_t>& keys, int lo_bit, int hi_bit) {
   const int64_t n = static_cast<int64_t>(keys.size());
-  if (n <= 1) return;
+  if (n <= 1 || hi_bit <= lo_bit) return;
   constexpr int kBits = 11;
   constexpr int kBuckets = 1 << kBits;
-  std::vector<uint64_t> k2(n);
-  std::vector<int64_t> v2(n);
-  std::vector<int64_t> count(kBuckets);
-  for (int shift = 0; shift < 64; shift += kBits) {
-    std::fill(count.begin(), count.end(), 0);
-    for (int64_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & (kBuckets - 1)];
-    if (count[(keys[0] >> shift) & (kBuckets - 1)] == n) continue;  // one digit value: no-op
+  const int passes = (hi_bit - lo_bit + kBits - 1) / kBits;
+  const int nt = at::get_num_threads();
+  std::vector<int64_t> hist(size_t(nt) * passes * kBuckets, 0);
+  at::parallel_for(0, n, 65536, [&](int64_t b, int64_t e) {
+    int64_t* h = hist.data() + size_t(at::get_thread_num()) * passes * kBuckets;
+    for (int64_t i = b; i < e; ++i)
+      for (int p = 0; p < passes; ++p) ++h[p * kBuckets + ((keys[i] >> (lo_bit + p * kBits)) & (kBuckets - 1))];
+  });
+  for (int t = 1; t < nt; ++t)
+    for (int j = 0; j < passes * kBuckets; ++j) hist[j] += hist[size_t(t) * passes * kBuckets + j];
+  std::vector<uint64_t> tmp(n);
+  for (int p = 0; p < passes; ++p) {
+    const int shift = lo_bit + p * kBits;
+    int64_t* h = hist.data() + p * kBuckets;
+    if (h[(keys[0] >> shift) & (kBuckets - 1)] == n) continue;  // one digit value: no-op
     int64_t sum = 0;
-    for (int b = 0; b < kBuckets; ++b) {
-      const int64_t c = count[b];
-      count[b] = sum;
+    for (int j = 0; j < kBuckets; ++j) {
+      const int64_t c = h[j];
+      h[j] = sum;
       sum += c;
     }
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t dst = count[(keys[i] >> shift) & (kBuckets - 1)]++;
-      k2[dst] = keys[i];
-      v2[dst] = vals[i];
-    }
-    keys.swap(k2);
-    vals.swap(v2);
+    const uint64_t* src = keys.data();
+    uint64_t* dst = tmp.data();
+    for (int64_t i = 0; i < n; ++i) dst[h[(src[i] >> shift) & (kBuckets - 1)]++] = src[i];
+    keys.swap(tmp);
   }
+}
+
+inline int bits_for(int64_t count) {  // bits to hold 0..count-1
+  int b = 0;
+  while (b < 63 && (int64_t(1) << b) < count) ++b;
+  return b;
 }
 
 // Max-heap over (d, i) pairs stored in two parallel arrays: the root is the worst kept result.
@@ -145,15 +159,31 @@ struct KnnIndex<T>::Impl {
   std::vector<Node> nodes;
   T origin[3] = {0, 0, 0};
   double scale = 0;            // Morton cells per unit length
+  int bits = kMaxMortonBitsPerAxis;  // Morton bits per axis
 
   uint64_t morton(T x, T y, T z) const {
-    const double maxc = double((1u << kMortonBitsPerAxis) - 1);
+    const double maxc = double((1u << bits) - 1);
     auto cell = [&](T v, int a) {
       double c = (double(v) - double(origin[a])) * scale;
       c = c < 0 ? 0 : (c > maxc ? maxc : c);
       return uint64_t(c);
     };
     return spread_bits3(cell(x, 0)) | (spread_bits3(cell(y, 1)) << 1) | (spread_bits3(cell(z, 2)) << 2);
+  }
+
+  // (code << index_bits | index) of `count` points, sorted: Morton order, ties by index.
+  // Codes are truncated to the bits left beside the index (>= 11 per axis up to 2^31 points).
+  std::vector<uint64_t> sorted_morton(const T* p, int64_t count, int& index_bits) const {
+    index_bits = bits_for(count);
+    const int code_bits = std::min(3 * bits, (64 - index_bits) / 3 * 3);
+    const int drop = 3 * bits - code_bits;
+    std::vector<uint64_t> keys(count);
+    at::parallel_for(0, count, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        keys[i] = ((morton(p[3 * i], p[3 * i + 1], p[3 * i + 2]) >> drop) << index_bits) | uint64_t(i);
+    });
+    radix_sort_packed(keys, index_bits, index_bits + code_bits);
+    return keys;
   }
 
   void build(const T* p, int64_t count) {
@@ -172,34 +202,34 @@ struct KnnIndex<T>::Impl {
       origin[a] = lo[a];
       extent = std::max(extent, double(hi[a]) - double(lo[a]));
     }
-    scale = extent > 0 ? double((1u << kMortonBitsPerAxis) - 1) / extent : 0.0;
+    // Enough bits to separate the leaves of a surface scan (cells grow as 4^bits on a 2D
+    // manifold) and no more: every 11 bits cost a radix pass. Equal codes are still split.
+    bits = std::min(kMaxMortonBitsPerAxis, std::max(8, (bits_for(n) + 1) / 2 + 3));
+    scale = extent > 0 ? double((1u << bits) - 1) / extent : 0.0;
 
+    int index_bits = 0;
+    std::vector<uint64_t> keys = sorted_morton(p, n, index_bits);
+    const uint64_t index_mask = (uint64_t(1) << index_bits) - 1;
     codes.resize(n);
     perm.resize(n);
-    at::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        codes[i] = morton(p[3 * i], p[3 * i + 1], p[3 * i + 2]);
-        perm[i] = i;
-      }
-    });
-    radix_sort_pairs(codes, perm);
-
     xs.resize(n);
     ys.resize(n);
     zs.resize(n);
     at::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        const T* q = p + 3 * perm[i];
-        xs[i] = q[0];
-        ys[i] = q[1];
-        zs[i] = q[2];
+        const int64_t j = int64_t(keys[i] & index_mask);
+        codes[i] = keys[i] >> index_bits;
+        perm[i] = j;
+        xs[i] = p[3 * j];
+        ys[i] = p[3 * j + 1];
+        zs[i] = p[3 * j + 2];
       }
     });
+    keys = std::vector<uint64_t>();
     nodes.clear();
     nodes.reserve(size_t(4 * (n / kLeafSize + 1)));
     build_node(0, n, 0);
-    codes.clear();
-    codes.shrink_to_fit();
+    codes = std::vector<uint64_t>();
   }
 
   int64_t split_point(int64_t a, int64_t b) const {
@@ -341,15 +371,11 @@ void KnnIndex<T>::query(const T* queries, int64_t m, int64_t k, T* d2, int64_t* 
   const bool self = m == ix.n && queries == ix.src;
   std::vector<int64_t> order;
   if (!self) {
-    std::vector<uint64_t> qcodes(m);
+    int index_bits = 0;
+    std::vector<uint64_t> keys = ix.sorted_morton(queries, m, index_bits);
+    const uint64_t index_mask = (uint64_t(1) << index_bits) - 1;
     order.resize(m);
-    at::parallel_for(0, m, 4096, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        qcodes[i] = ix.morton(queries[3 * i], queries[3 * i + 1], queries[3 * i + 2]);
-        order[i] = i;
-      }
-    });
-    radix_sort_pairs(qcodes, order);
+    for (int64_t i = 0; i < m; ++i) order[i] = int64_t(keys[i] & index_mask);
   }
   const int64_t* ord = self ? ix.perm.data() : order.data();
   const int64_t chunks = (m + kQueryChunk - 1) / kQueryChunk;
@@ -360,10 +386,26 @@ void KnnIndex<T>::query(const T* queries, int64_t m, int64_t k, T* d2, int64_t* 
       const int64_t c = next.fetch_add(1, std::memory_order_relaxed);
       if (c >= chunks) break;
       const int64_t e = std::min(m, (c + 1) * kQueryChunk);
+      const T* prev_q = nullptr;
+      T prev_kth = inf;
       for (int64_t j = c * kQueryChunk; j < e; ++j) {
         const int64_t qi = ord[j];
         const T* q = queries + 3 * qi;
-        ix.search(q[0], q[1], q[2], k, inf, d2 + qi * k, idx + qi * k);
+        T* dr = d2 + qi * k;
+        int64_t* ir = idx + qi * k;
+        // The previous query's k neighbours are within (its k-th distance + the step between
+        // the two queries) of this one: search only that ball (with a margin far above the
+        // rounding of the distances); if rounding ever left fewer than k inside, search again
+        // without a limit.
+        int64_t cnt = 0;
+        if (prev_q != nullptr) {
+          const double step = std::sqrt(double(sq_dist3(q[0], q[1], q[2], prev_q[0], prev_q[1], prev_q[2])));
+          const double r = (std::sqrt(double(prev_kth)) + step) * (1.0 + 1e-6);
+          cnt = ix.search(q[0], q[1], q[2], k, T(r * r * (1.0 + 1e-5)), dr, ir);
+        }
+        if (cnt < k) ix.search(q[0], q[1], q[2], k, inf, dr, ir);
+        prev_q = q;
+        prev_kth = dr[k - 1];
       }
     }
   });

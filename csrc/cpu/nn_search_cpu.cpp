@@ -1,11 +1,12 @@
 // Exact memory-bank nearest-neighbour search on the CPU (op nn_search).
 //
-// 1. Centre bank and queries on the bank mean (float64 mean, rows rounded to float32): the
+// 1. Centre bank and queries on the bank mean (rounded to float32, one rounding per value): the
 //    expansion |q|^2 + |b|^2 - 2 q.b then works on small norms, so a constant offset such as
 //    +1e4 on every coordinate cancels nothing.
-// 2. Per tile of kQueryTile queries x kBankTile bank rows one float32 GEMM (at::addmm, MKL or
-//    OpenBLAS threads) gives |bc|^2 - 2 qc.bc; a max-heap per query keeps the m best
-//    (score, index) pairs. Only the tile is ever in memory, never the Q x B matrix.
+// 2. Per tile of kQueryTile queries x kBankTile bank rows one float32 GEMM (at::addmm_out into a
+//    reused 16 MiB buffer, BLAS threads) gives |bc|^2 - 2 qc.bc; a max-heap per query keeps the
+//    m best (score, index) pairs, rows scanned in vectorised stripes against the heap's worst.
+//    Only the tile is ever in memory, never the Q x B matrix.
 // 3. Per query, the candidates are recomputed exactly (float64 sums of (q_i - b_i)^2 on the
 //    original values) in approximate order until the rounding bound of the next approximation
 //    (common/nn_search_bounds.h) proves that no remaining or unseen row can beat the exact k-th.
@@ -15,7 +16,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/addmm.h>
+#include <ATen/ops/addmm.h>  // addmm_out
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
@@ -31,6 +32,7 @@ namespace {
 
 constexpr int64_t kQueryTile = 1024;
 constexpr int64_t kBankTile = 4096;
+constexpr int64_t kScanWidth = 32;
 // Squared norms beyond this would overflow the float32 expansion: such tiles go straight to
 // the exact float64 path.
 constexpr double kMaxSquaredNorm = 1e36;
@@ -70,6 +72,37 @@ double exact_sq_dist(const T* a, const T* b, int64_t dims) {
   return (acc0 + acc1) + (acc2 + acc3);
 }
 
+// One rounding of row - shift to float32 (float64 rows subtract in float64 first).
+template <typename T>
+inline float centred(T v, float s) {
+  if constexpr (std::is_same_v<T, double>) {
+    return static_cast<float>(v - static_cast<double>(s));
+  } else {
+    return static_cast<float>(v) - s;  // widening is exact, the subtraction rounds once
+  }
+}
+
+// out = fl(row - shift) in float32; returns |out|^2 (float64 accumulation in 8 lanes so the
+// loop vectorises).
+template <typename T>
+double centre_row(const T* row, const float* shift, int64_t dims, float* out) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t c = 0;
+  for (; c + 8 <= dims; c += 8) {
+    for (int l = 0; l < 8; ++l) {
+      const float v = centred(row[c + l], shift[c + l]);
+      out[c + l] = v;
+      acc[l] += static_cast<double>(v) * v;
+    }
+  }
+  for (; c < dims; ++c) {
+    const float v = centred(row[c], shift[c]);
+    out[c] = v;
+    acc[0] += static_cast<double>(v) * v;
+  }
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 // Keeps the k smallest (d2, index) pairs in a max-heap.
 inline void keep_best(std::vector<Exact>& best, int64_t k, Exact cand) {
   if (static_cast<int64_t>(best.size()) < k) {
@@ -98,6 +131,16 @@ void brute_force_row(const T* q, const T* bank, int64_t n_bank, int64_t dims, in
   write_row(best, dist, idx);
 }
 
+// Largest value, or +inf when any is not finite (e.g. a float64 mean that overflowed).
+inline double max_or_inf(const double* v, int64_t n) {
+  double mx = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(v[i])) return INFINITY;
+    mx = std::max(mx, v[i]);
+  }
+  return mx;
+}
+
 // Unit roundoff of the GEMM's inputs: 0 for IEEE float32, bf16's where torch was told it may
 // trade float32 matmul precision for speed (oneDNN bf16/tf32 paths).
 double gemm_input_roundoff() {
@@ -123,6 +166,11 @@ void nn_search_impl(const T* queries, const T* bank, int64_t n_query, int64_t n_
     for (int64_t c = c0; c < c1; ++c) mean[c] /= static_cast<double>(n_bank);
   });
 
+  // Centre on the float32-rounded mean: any shift common to queries and bank keeps distances,
+  // and the bound only needs each centred coordinate rounded once (float subtraction).
+  std::vector<float> shift(dims);
+  for (int64_t c = 0; c < dims; ++c) shift[c] = static_cast<float>(mean[c]);
+
   // Centred float32 bank, its float32 squared norms (the GEMM bias) and the largest norm.
   at::Tensor bank_c = at::empty({n_bank, dims}, f32);
   at::Tensor bank_n2 = at::empty({1, n_bank}, f32);
@@ -131,17 +179,11 @@ void nn_search_impl(const T* queries, const T* bank, int64_t n_query, int64_t n_
   std::vector<double> row_norm2(n_bank);
   at::parallel_for(0, n_bank, 256, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
-      double s = 0;
-      for (int64_t c = 0; c < dims; ++c) {
-        const float v = static_cast<float>(to_double(bank[j * dims + c]) - mean[c]);
-        bc[j * dims + c] = v;
-        s += static_cast<double>(v) * v;
-      }
-      bn2[j] = static_cast<float>(s);
-      row_norm2[j] = s;
+      row_norm2[j] = centre_row(bank + j * dims, shift.data(), dims, bc + j * dims);
+      bn2[j] = static_cast<float>(row_norm2[j]);
     }
   });
-  const double bmax2 = *std::max_element(row_norm2.begin(), row_norm2.end());
+  const double bmax2 = max_or_inf(row_norm2.data(), n_bank);
   const double bmax = std::sqrt(bmax2);
 
   const int64_t tq_max = std::min(kQueryTile, n_query);
@@ -151,24 +193,19 @@ void nn_search_impl(const T* queries, const T* bank, int64_t n_query, int64_t n_
   std::vector<Approx> heaps(tq_max * m);
   std::vector<int64_t> heap_size(tq_max);
   std::vector<char> certified(tq_max);
+  at::Tensor score_buf = at::empty({tq_max * std::min(kBankTile, n_bank)}, f32);
 
   for (int64_t q0 = 0; q0 < n_query; q0 += kQueryTile) {
     const int64_t tq = std::min(kQueryTile, n_query - q0);
     const T* qt = queries + q0 * dims;
     at::parallel_for(0, tq, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        double s = 0;
-        for (int64_t c = 0; c < dims; ++c) {
-          const float v = static_cast<float>(to_double(qt[r * dims + c]) - mean[c]);
-          qc[r * dims + c] = v;
-          s += static_cast<double>(v) * v;
-        }
-        qn2[r] = s;
+        qn2[r] = centre_row(qt + r * dims, shift.data(), dims, qc + r * dims);
         heap_size[r] = 0;
         certified[r] = 0;
       }
     });
-    const double qmax2 = *std::max_element(qn2.begin(), qn2.begin() + tq);
+    const double qmax2 = max_or_inf(qn2.data(), tq);
     const bool use_gemm = bmax2 < kMaxSquaredNorm && qmax2 < kMaxSquaredNorm;
 
     if (use_gemm) {
@@ -176,23 +213,32 @@ void nn_search_impl(const T* queries, const T* bank, int64_t n_query, int64_t n_
       for (int64_t b0 = 0; b0 < n_bank; b0 += kBankTile) {
         const int64_t tb = std::min(kBankTile, n_bank - b0);
         // |bc|^2 - 2 qc.bc: the query's own |qc|^2 is constant per row and added later.
-        const at::Tensor scores = at::addmm(bank_n2.narrow(1, b0, tb), qtile,
-                                            bank_c.narrow(0, b0, tb).t(), 1.0, -2.0);
+        at::Tensor scores = score_buf.view({-1}).narrow(0, 0, tq * tb).view({tq, tb});
+        at::addmm_out(scores, bank_n2.narrow(1, b0, tb), qtile, bank_c.narrow(0, b0, tb).t(), 1.0, -2.0);
         const float* sc = scores.data_ptr<float>();
         at::parallel_for(0, tq, 8, [&](int64_t r0, int64_t r1) {
           for (int64_t r = r0; r < r1; ++r) {
             Approx* h = heaps.data() + r * m;
             int64_t size = heap_size[r];
             const float* srow = sc + r * tb;
-            for (int64_t j = 0; j < tb; ++j) {
-              const float s = srow[j];
-              if (size < m) {
-                h[size++] = {s, b0 + j};
-                std::push_heap(h, h + size);
-              } else if (s < h[0].first) {  // later rows lose ties: strict
-                std::pop_heap(h, h + m);
-                h[m - 1] = {s, b0 + j};
-                std::push_heap(h, h + m);
+            int64_t j = 0;
+            for (; size < m && j < tb; ++j) {
+              h[size++] = {srow[j], b0 + j};
+              std::push_heap(h, h + size);
+            }
+            float worst = h[0].first;
+            for (; j < tb; j += kScanWidth) {
+              const int64_t w = std::min(kScanWidth, tb - j);
+              bool any = false;  // vectorised test of a whole stripe first
+              for (int64_t l = 0; l < w; ++l) any |= srow[j + l] < worst;
+              if (!any) continue;
+              for (int64_t l = 0; l < w; ++l) {
+                if (srow[j + l] < worst) {  // later rows lose ties: strict
+                  std::pop_heap(h, h + m);
+                  h[m - 1] = {srow[j + l], b0 + j + l};
+                  std::push_heap(h, h + m);
+                  worst = h[0].first;
+                }
               }
             }
             heap_size[r] = size;

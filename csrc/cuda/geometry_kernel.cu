@@ -115,13 +115,7 @@ __global__ void fpfh_kernel(const double* points, const int64_t* ids, int64_t m,
     const double* x = points + 3 * o;
     const double d2 = g3::sq_dist3(q[0], q[1], q[2], x[0], x[1], x[2]);
     if (d2 == 0.0) continue;
-    const int32_t* h = spfh_counts + o * gm::kFpfhBins;
-    const double inc = spfh_incr[o];
-    for (int b = 0; b < gm::kFpfhBins; ++b) {
-      const double val = (static_cast<double>(h[b]) * inc) / d2;
-      sum[b / gm::kBinsPerAngle] += val;
-      acc[b] += val;
-    }
+    gm::fpfh_accumulate(spfh_counts + o * gm::kFpfhBins, spfh_incr[o] / d2, acc, sum);
   }
   for (int s = 0; s < 3; ++s)
     if (sum[s] != 0.0) sum[s] = 100.0 / sum[s];

@@ -31,7 +31,9 @@ def looks_like_anomaly_shapenet(root: Path) -> bool:
     if base != root and cats:
         return True
     for cat in cats:
-        if (cat / "GT").is_dir() or any("positive" in p.name.lower() for p in point_files(cat / "test")):
+        # compare listed names: on a case-insensitive file system "gt" / "GT" both exist
+        if any(p.name == "GT" for p in cat.iterdir()) or \
+                any("positive" in p.name.lower() for p in point_files(cat / "test")):
             return True
     return False
 

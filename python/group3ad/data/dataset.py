@@ -70,6 +70,12 @@ class Sample:
     is_anomalous: bool
     defect_kind: str | None
 
+    def point_count(self) -> int:
+        """Number of points, from the file header where possible (no full read for PCD/PLY)."""
+        if self.path.exists() or self.gt_path is None:
+            return read_point_count(self.path)
+        return read_labelled_txt(self.gt_path, drop_nan=True)[0].shape[0]
+
     def load(self, drop_nan: bool = False) -> Cloud:
         """Reads the sample now. Raises ``DataError`` naming the file on any problem; NaN/Inf
         points raise unless ``drop_nan`` (then they are dropped, a warning says how many)."""

@@ -14,7 +14,9 @@ class DataError(UserError, ValueError):
     library callers and a ``UserError`` for the command line (printed without a traceback).
     """
 
-    def __init__(self, path, problem: str):
+    def __init__(self, path, problem: str | None = None):
+        if problem is None:  # DataError("message"): no file to name
+            path, problem = None, str(path)
         self.path = os.fspath(path) if path is not None else None
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)

@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .dataset import Dataset
-from .pcd_io import read_labelled_txt, read_point_count
-
-
-def _count(sample) -> int:
-    """Point count from the file header (cheap); the gt file when there is no cloud file."""
-    if sample.path.exists() or sample.gt_path is None:
-        return read_point_count(sample.path)
-    return read_labelled_txt(sample.gt_path, drop_nan=True)[0].shape[0]
+from .pcd_io import read_labelled_txt
 
 
 def summarize(ds: Dataset, fractions: bool = True, categories=None) -> list[dict]:
@@ -25,7 +18,7 @@ def summarize(ds: Dataset, fractions: bool = True, categories=None) -> list[dict
         bad = [s for s in test if s.is_anomalous]
         row = {"category": cat, "train": len(train), "test_good": len(test) - len(bad),
                "test_defect": len(bad), "total": len(train) + len(test),
-               "train_points": [_count(s) for s in train], "test_points": [_count(s) for s in test]}
+               "train_points": [s.point_count() for s in train], "test_points": [s.point_count() for s in test]}
         if fractions:
             row["anomalous_fraction"] = [float(read_labelled_txt(s.gt_path, drop_nan=True)[1].mean())
                                          for s in bad if s.gt_path is not None]

@@ -3,7 +3,7 @@
 Choices the paper leaves open, stated:
 - FPFH -> scalar (eq. 2, "the point with the highest FPFH feature"): the Shannon entropy of the
   33-bin histogram taken as one distribution. Open3D-style FPFH normalises each of its three
-  11-bin sub-histograms to sum 100, so the sum (and the L1 norm) is the same at every point, and
+  11-bin sub-histograms to a constant sum, so the sum (and the L1 norm) is the same at every point, and
   the L2 norm is largest where the histogram is most peaked, i.e. on flat surface. The entropy is
   largest where the angles between normals spread over many bins: curved, creased or rough
   surface, the places where a defect is hardest to tell from shape. Ties: lowest index.
@@ -16,8 +16,9 @@ Choices the paper leaves open, stated:
 - Union (eq. 6): FakeAnomaly(P) = P U A is taken literally by default: the perturbed copies A are
   appended and the clean points stay (``combine="union"``); ``combine="replace"`` moves the region's
   points instead. The mask marks A (the appended points, or the moved ones).
-- FPFH radius: ``fpfh_radius`` or, when None, 10 x the mean nearest-neighbour spacing (with
-  max_nn = 100 the 100 nearest points within it); normals from the 30 nearest points.
+- FPFH radius: ``fpfh_radius`` or, when None, 10 x the median nearest-neighbour spacing
+  (group3ad_ext.point_spacing; with max_nn = 100 mostly the 100 nearest points); normals by PCA of
+  the 30 nearest points (group3ad_ext.normals, unoriented, as Reg3D-AD's Open3D call).
 - Everything random comes from a CPU generator seeded by ``seed``.
 """
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 import group3ad_ext
@@ -43,32 +43,15 @@ class FakeAnomaly:
     variance: float
 
 
-def mean_spacing(points: torch.Tensor, sample: int = 20000, seed: int = 0) -> float:
-    """Mean distance from a point to its nearest other point (on up to ``sample`` query points)."""
-    from scipy.spatial import cKDTree
-
-    p = points.detach().cpu().double().numpy()
-    rng = np.random.default_rng(seed)
-    q = p if len(p) <= sample else p[np.sort(rng.choice(len(p), sample, replace=False))]
-    d, _ = cKDTree(p).query(q, k=2)
-    return float(d[:, 1].mean())
-
-
 def fpfh_histograms(points: torch.Tensor, radius: float | None = None, max_nn: int = 100) -> torch.Tensor:
-    """(N,33) FPFH of every point (group3ad_ext.fpfh when built, Open3D otherwise)."""
+    """(N,33) FPFH of every point (group3ad_ext.normals from the 30 nearest points, unoriented,
+    then group3ad_ext.fpfh with the hybrid radius / max_nn neighbourhood)."""
+    p = points.detach().cpu()
     if radius is None:
-        radius = 10.0 * mean_spacing(points)
-    normals_op, fpfh_op = getattr(group3ad_ext, "normals", None), getattr(group3ad_ext, "fpfh", None)
-    if normals_op is not None and fpfh_op is not None:
-        p = points.detach().cpu()
-        return fpfh_op(p, normals_op(p, radius=None, max_nn=30), radius, max_nn=max_nn)
-    import open3d as o3d
-
-    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.detach().cpu().double().numpy()))
-    pcd.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(30))
-    f = o3d.pipelines.registration.compute_fpfh_feature(
-        pcd, o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=max_nn))
-    return torch.from_numpy(np.asarray(f.data).T.copy())
+        radius = 10.0 * group3ad_ext.point_spacing(p)
+    if not radius > 0:
+        raise ValueError(f"fpfh_radius must be > 0 (all points coincide?); got {radius}")
+    return group3ad_ext.fpfh(p, group3ad_ext.normals(p, radius=None, max_nn=30), radius, max_nn=max_nn)
 
 
 def fpfh_entropy(hist: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,7 @@
 """Groups of a whole cloud: FPS centres + the k nearest points of each centre.
 
-Uses the exact ``group3ad_ext.fps`` / ``group3ad_ext.group`` ops (ties to the lowest index). While
-a checkout lacks them (they land from separate branches), a pure-torch implementation of the same
-definitions is used; it gives the same indices (same tie rule), only slower.
+Uses the exact ``group3ad_ext.fps`` / ``group3ad_ext.group`` ops (ties to the lowest index), on the
+points' device.
 """
 
 from __future__ import annotations
@@ -10,9 +9,6 @@ from __future__ import annotations
 import torch
 
 import group3ad_ext
-
-_CDIST_BLOCK = 256  # centres per block in the torch k-NN (bounds its memory to 256 x N floats)
-
 
 def make_groups(points: torch.Tensor, n_groups: int = 4096, group_size: int = 128,
                 center_idx: torch.Tensor | None = None, start_idx: int = 0):
@@ -51,41 +47,11 @@ def make_groups(points: torch.Tensor, n_groups: int = 4096, group_size: int = 12
 
 
 def farthest_point_sample(points: torch.Tensor, n_samples: int, start_idx: int = 0) -> torch.Tensor:
-    """(n_samples,) int64 exact FPS indices, ties to the lowest index."""
-    op = getattr(group3ad_ext, "fps", None)
-    if op is not None:
-        return op(points, n_samples, start_idx=start_idx)
-    n = points.shape[0]
-    out = torch.empty(n_samples, dtype=torch.long, device=points.device)
-    mind = torch.full((n,), float("inf"), dtype=points.dtype, device=points.device)
-    cur = int(start_idx)
-    for i in range(n_samples):
-        out[i] = cur
-        d = ((points - points[cur]) ** 2).sum(-1)
-        torch.minimum(mind, d, out=mind)
-        cur = int(torch.argmax(mind))  # argmax returns the first maximum: lowest index
-    return out
+    """(n_samples,) int64 exact FPS indices (group3ad_ext.fps), ties to the lowest index."""
+    return group3ad_ext.fps(points, n_samples, start_idx=start_idx)
 
 
 def group_points(points: torch.Tensor, center_idx: torch.Tensor, k: int):
-    """(neighbourhoods (M,k,3) relative to centres, idx (M,k)); neighbours sorted by distance,
-    ties to the lower index."""
-    op = getattr(group3ad_ext, "group", None)
-    if op is not None:
-        return op(points, center_idx, k)
-    centers = points[center_idx]
-    idx = torch.empty(centers.shape[0], k, dtype=torch.long, device=points.device)
-    ar = torch.arange(points.shape[0], device=points.device)
-    for s in range(0, centers.shape[0], _CDIST_BLOCK):
-        c = centers[s:s + _CDIST_BLOCK]
-        d2 = ((c[:, None, :] - points[None, :, :]) ** 2).sum(-1)          # (b,N), exact diff form
-        cand = torch.topk(d2, k, dim=1, largest=False, sorted=True).indices
-        # re-sort the k candidates by (distance, index) so ties go to the lower index
-        kth = d2.gather(1, cand[:, -1:])
-        for r in range(c.shape[0]):
-            inside = (d2[r] <= kth[r]).nonzero().squeeze(1)
-            key = d2[r, inside]
-            order = torch.argsort(key, stable=True)  # inside is ascending in index: stable = lowest index first
-            idx[s + r] = ar[inside[order[:k]]]
-    neighborhood = points[idx] - centers[:, None, :]
-    return neighborhood, idx
+    """(neighbourhoods (M,k,3) relative to centres, idx (M,k)) from group3ad_ext.group: column 0
+    is the centre itself, the other k-1 follow in ascending distance, ties to the lower index."""
+    return group3ad_ext.group(points, center_idx, k)

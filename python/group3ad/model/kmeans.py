@@ -6,9 +6,13 @@
   cluster index (argmin). An emptied cluster is re-seeded at the point farthest from its centre
   (lowest index on ties).
 - Elbow: WCSS W(K) (eq. 8) for K = 1..k_max; the elbow is the K >= 2 whose point lies farthest
-  below the chord from (1, W(1)) to (k_max, W(k_max)) after scaling both axes to [0, 1] (the
-  "kneedle" maximum-distance rule). K = 1 enters only the curve: IUN needs at least two centres,
-  and with W(1) in the curve two clear clusters still give their elbow at K = 2.
+  below the chord from (1, log W(1)) to (k_max, log W(k_max)) after scaling both axes to [0, 1]
+  (the "kneedle" maximum-distance rule, on log W). The log makes a drop by a given factor count
+  the same at any height: on the linear scale, the large early drops between well-separated
+  clusters pull the chord up, and the rule stops one cluster early (6 clear blobs -> K = 5).
+  W is floored at 1e-6 W(1) (perfect clusters, duplicate points). K = 1 enters only the curve:
+  IUN needs at least two centres, and with W(1) in the curve two clear clusters still give their
+  elbow at K = 2.
 """
 
 from __future__ import annotations
@@ -85,13 +89,14 @@ def _means(x: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
 
 def elbow_k(wcss: list[float]) -> int:
     """The elbow K for a WCSS curve given for K = 1..len(wcss): the K >= 2 farthest below the
-    normalised chord (ties: lowest K)."""
+    normalised chord of log W (ties: lowest K)."""
     m = len(wcss)
     if m < 2:
         raise ValueError(f"wcss needs values for at least K = 1, 2; got {m}")
     if m == 2:
         return 2
     w = torch.tensor(wcss, dtype=torch.float64)
+    w = torch.log(w.clamp_min(max(float(w[0]), 1e-300) * 1e-6))
     span = float(w[0] - w[-1])
     if span <= 0.0:
         return 2  # flat curve: no structure, the smallest K IUN can use

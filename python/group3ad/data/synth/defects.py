@@ -11,8 +11,8 @@ labels come from the construction, never from a threshold on a comparison afterw
 - cut: the material inside a tool (the ball of radius R about c, above a plane ``depth`` below c)
   is removed: surface points inside the tool disappear, the tool's faces inside the part (a flat
   floor and a spherical wall) become new surface. Anomalous: the new faces, plus the remaining
-  original points within ``rim`` (2 point spacings) of a removed point, as Real3D-AD's ground
-  truth labels the points around a missing region.
+  original points within ``rim`` (2 point spacings) of the removed region (exact distance to the
+  tool), as Real3D-AD's ground truth labels the points around a missing region.
 - add: a ball of material of radius R is attached with its top ``height`` above the surface;
   surface points inside it disappear, its own surface outside the part is added. Anomalous:
   the added points.
@@ -44,16 +44,24 @@ def _plane_basis(nc):
     return u, np.cross(nc, u)
 
 
+LOCAL_SURFACE_POINTS = 4000
+
+
 def _local(points, normals, c, reach):
-    """The dense sample near c (within ``reach``), with a kd-tree, for inside tests."""
+    """The surface sample near c (within ``reach``), thinned to about LOCAL_SURFACE_POINTS points,
+    with a kd-tree, for inside tests. Thinning matters: a query point a few spacings away from a
+    dense surface has thousands of nearly equidistant neighbours, which makes exact kd-tree
+    queries crawl; the inside test needs the surface's shape, not its sampling density. The
+    samples are in random order, so a stride keeps a uniform random subset."""
     near = np.flatnonzero(np.linalg.norm(points - c, axis=1) < reach)
+    near = near[:: max(1, -(-len(near) // LOCAL_SURFACE_POINTS))]
     return points[near], normals[near], cKDTree(points[near])
 
 
 def _inside(q, lp, ln, tree):
     if len(q) == 0 or len(lp) == 0:
         return np.zeros(len(q), bool)
-    _, i = tree.query(q)
+    _, i = tree.query(q, eps=0.5)  # any nearby surface sample decides the side
     return ((q - lp[i]) * ln[i]).sum(1) < 0
 
 
@@ -65,6 +73,23 @@ def bump(points, normals, c, nc, radius, depth):
     moved = points + (depth * w)[:, None] * nc
     labels = (w >= LABEL_MIN_DISPLACEMENT).astype(np.uint8)
     return moved, normals, labels
+
+
+def distance_to_tool(q, c, nc, radius, depth):
+    """Exact distance from q to the cut tool {|p - c| <= R} and {(p - c) . nc >= -depth}."""
+    rel = q - c
+    h = dot(rel, nc)
+    r = np.linalg.norm(rel, axis=1)
+    rho = np.sqrt(np.maximum(r * r - h * h, 0.0))
+    a = np.sqrt(radius * radius - depth * depth)  # radius of the floor disc
+    edge = np.hypot(rho - a, h + depth)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        on_sphere = radius * h >= -depth * r  # the radial projection lies on the tool's cap
+    sphere = np.where(on_sphere & (r > radius), r - radius, np.inf)
+    floor = np.where((h < -depth) & (rho <= a), -depth - h, np.inf)
+    dist = np.minimum(np.minimum(edge, sphere), floor)
+    dist[(r <= radius) & (h >= -depth)] = 0.0
+    return dist
 
 
 def cut(points, normals, c, nc, radius, depth, density, rim, rng):
@@ -84,10 +109,7 @@ def cut(points, normals, c, nc, radius, depth, density, rim, rng):
     keep = (dot(dirs, nc) * radius > -depth) & _inside(wall, lp, ln, tree)
     wall, wall_n = wall[keep], -dirs[keep]
     rest = ~tool
-    labels = np.zeros(int(rest.sum()), np.uint8)
-    if tool.any():
-        dist, _ = cKDTree(points[tool]).query(points[rest], distance_upper_bound=rim)
-        labels[dist <= rim] = 1
+    labels = (distance_to_tool(points[rest], c, nc, radius, depth) <= rim).astype(np.uint8)
     pts = np.concatenate([points[rest], floor, wall])
     nrm = np.concatenate([normals[rest], np.tile(nc, (len(floor), 1)), wall_n])
     lab = np.concatenate([labels, np.ones(len(floor) + len(wall), np.uint8)])

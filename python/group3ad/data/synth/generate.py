@@ -7,6 +7,13 @@ Layout written (exactly Real3D-AD's)::
     <out>/<category>/gt/<i>_<kind>.txt           "x y z label" for every defective test scan
     <out>/manifest.json                          parameters and per-sample defect records
 
+Manifest records per test sample: ``name``, ``is_anomalous``, ``defect_kind``, ``points``,
+``anomalous_points``, ``anomalous_fraction``, ``spacing_mm`` (surface sampling spacing),
+``view_dir`` (unit vector from the part towards the scanner, output frame) and, for defects,
+``centre``/``normal`` (output frame), ``radius_mm`` (bump support radius / cut tool radius / blob
+radius), ``size_mm`` (bump depth / cut floor depth / blob height above the surface),
+``size_spacings`` (size in point spacings) and ``subtle`` (size drawn as 2-4 spacings).
+
 Every sample has its own random generator seeded from (seed, category, split, index), so a
 sample does not depend on which other samples or categories were generated, and two runs with
 the same arguments write byte-identical files. Clouds are float32 binary PCD in millimetres; the
@@ -95,7 +102,7 @@ def _pose(points, rng):
     return matmul(points, rot.T) + shift, rot, shift
 
 
-def train_scan(category, preset, n_points, rng):
+def scan_train_sample(category, preset, n_points, rng):
     part = make_part(category, rng, preset.variation)
     density = n_points / surface_area(part, rng)
     pts, _ = part.sample(density, rng)
@@ -116,7 +123,7 @@ def _defect(kind, pts, nrm, c, nc, radius, size, density, spacing, rng):
 _RADIUS_FACTOR = {"bulge": 1 / 0.732, "sink": 1 / 0.732, "cut": 0.85, "add": 0.6}
 
 
-def test_scan(category, preset, n_points, kind, rng):
+def scan_test_sample(category, preset, n_points, kind, rng):
     """One-sided scan of a good part (kind 'good') or of a part with a defect of ``kind``."""
     part = make_part(category, rng, preset.variation)
     area = surface_area(part, rng)
@@ -233,13 +240,13 @@ def generate(out, preset="tiny", seed=0, categories=None, n_test=None, progress=
         entry = {"source": source_of(cat), "train": [], "test": []}
         for i, (name, n) in enumerate(train):
             bar.set_postfix_str(f"{cat}/train/{name}")
-            pts, info = train_scan(cat, preset, n, _rng(seed, cat, 0, i))
+            pts, info = scan_train_sample(cat, preset, n, _rng(seed, cat, 0, i))
             write_pcd(cat_dir / "train" / f"{name}.pcd", pts)
             entry["train"].append({"name": name, **info})
             bar.update()
         for i, (name, n, kind) in enumerate(test):
             bar.set_postfix_str(f"{cat}/test/{name}")
-            pts, labels, info = test_scan(cat, preset, n, kind, _rng(seed, cat, 1, i))
+            pts, labels, info = scan_test_sample(cat, preset, n, kind, _rng(seed, cat, 1, i))
             write_pcd(cat_dir / "test" / f"{name}.pcd", pts)
             if kind != "good":
                 write_labelled_txt(cat_dir / "gt" / f"{name}.txt", pts, labels)

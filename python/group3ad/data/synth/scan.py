@@ -32,7 +32,8 @@ def visible(points, normals, view, spacing: float, min_cos: float = 0.2) -> np.n
     """Points a distant (orthographic) scanner looking along ``-view`` sees.
 
     A z-buffer of pixel size 2 * ``spacing`` keeps, per pixel, the points within a tolerance of
-    the nearest depth; the tolerance grows with the surface's slope inside a pixel. Points whose
+    the nearest depth (every sample occludes, grazing or back-facing ones too); the tolerance
+    grows with the surface's slope inside a pixel. Points whose
     normal is within arccos(min_cos) of grazing are dropped, as structured-light scanners miss
     them. ``view`` is the unit direction from the object towards the scanner.
     """
@@ -48,7 +49,7 @@ def visible(points, normals, view, spacing: float, min_cos: float = 0.2) -> np.n
     key = ix * (iy.max() + 1) + iy
     depth = dot(points, view)
     zbuf = np.full(int(key.max()) + 1, -np.inf)
-    np.maximum.at(zbuf, key[facing], depth[facing])
+    np.maximum.at(zbuf, key, depth)  # every surface point occludes, facing or not
     c = np.clip(cosang, min_cos, 1.0)
     tol = pix * np.sqrt(1 - c * c) / c + 2.0 * spacing
     return facing & (depth >= zbuf[key] - tol)

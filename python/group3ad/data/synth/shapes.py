@@ -61,16 +61,16 @@ def flange(j: Jitter):
 
 def bracket(j: Jitter):
     """L-bracket (angle bracket) with two holes in the base and a slot-like hole in the upright."""
-    length, height, thick, width = j(32.0), j(26.0), j(4.0), j(22.0)
+    length, height, thick, width = j(28.0), j(24.0), j(4.0), j(20.0)
     poly = [(0, 0), (length, 0), (length, thick), (thick, thick), (thick, height), (0, height)]
     # profile in the (x, z) plane, extruded along y: local (u, v, w) -> world (x, z, y)
     to_world = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])
     body = Transformed(Extrusion(poly, -width / 2, width / 2, centre=(thick / 2, thick / 2)), to_world)
     r = j(2.2)
-    base_holes = [Transformed(cylinder(r, -1.0, thick + 1.0), shift=(j(21.0), y, 0))
+    base_holes = [Transformed(cylinder(r, -1.0, thick + 1.0), shift=(j(19.0), y, 0))
                   for y in (-j(5.5), j(5.5))]
     upright_hole = Transformed(cylinder(j(3.0), -1.0, thick + 1.0), rotation("y", 90.0),
-                               shift=(0.0, 0.0, j(17.0)))
+                               shift=(0.0, 0.0, j(15.5)))
     return Difference(body, *base_holes, upright_hole)
 
 

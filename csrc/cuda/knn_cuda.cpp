@@ -1,0 +1,71 @@
+// CUDA glue of group3ad_ext::knn: per cloud of the batch, g3::cuda::knn_launch on the current
+// stream; padding query rows filled with (inf, -1).
+#include <ATen/core/Tensor.h>
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <tuple>
+
+#include "cuda/knn_launch.h"
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& query, const at::Tensor& points,
+                                            const at::Tensor& query_lengths,
+                                            const at::Tensor& point_lengths, int64_t k) {
+  TORCH_CHECK(query.dim() == 3 && query.size(2) == 3, "knn: query must be (B,M,3)");
+  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3, "knn: points must be (B,N,3)");
+  TORCH_CHECK(query.size(0) == points.size(0), "knn: query and points batch sizes differ");
+  TORCH_CHECK(query.scalar_type() == points.scalar_type(), "knn: query and points dtypes differ");
+  TORCH_CHECK(query.scalar_type() == at::kFloat || query.scalar_type() == at::kDouble,
+              "knn: points must be float32 or float64");
+  TORCH_CHECK(query.device() == points.device(), "knn: query and points are on different devices");
+  const int64_t B = points.size(0), M = query.size(1), N = points.size(1);
+  TORCH_CHECK(query_lengths.dim() == 1 && query_lengths.size(0) == B, "knn: query_lengths must be (B,)");
+  TORCH_CHECK(point_lengths.dim() == 1 && point_lengths.size(0) == B, "knn: point_lengths must be (B,)");
+  TORCH_CHECK(k >= 1, "knn: k must be >= 1");
+
+  const c10::cuda::CUDAGuard guard(points.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(points.device().index()).stream();
+  const at::Tensor q = query.contiguous();
+  const at::Tensor p = points.contiguous();
+  // The launcher needs the lengths on the host (they size its grid): one small copy.
+  const at::Tensor ql = query_lengths.to(at::kCPU).to(at::kLong).contiguous();
+  const at::Tensor pl = point_lengths.to(at::kCPU).to(at::kLong).contiguous();
+  at::Tensor dist = at::empty({B, M, k}, p.options());
+  at::Tensor idx = at::empty({B, M, k}, p.options().dtype(at::kLong));
+
+  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "knn_cuda", [&] {
+    const scalar_t* qp = q.data_ptr<scalar_t>();
+    const scalar_t* pp = p.data_ptr<scalar_t>();
+    scalar_t* dp = dist.data_ptr<scalar_t>();
+    int64_t* ip = idx.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t nq = ql.data_ptr<int64_t>()[b], np = pl.data_ptr<int64_t>()[b];
+      TORCH_CHECK(nq >= 0 && nq <= M, "knn: query_lengths[", b, "] = ", nq, " is outside [0, ", M, "]");
+      TORCH_CHECK(np >= 1 && np <= N, "knn: point_lengths[", b, "] = ", np, " is outside [1, ", N, "]");
+      TORCH_CHECK(k <= np, "knn: k = ", k, " exceeds point_lengths[", b, "] = ", np);
+      if (nq > 0) {
+        const cudaError_t err = g3::cuda::knn_launch<scalar_t>(qp + b * M * 3, nq, pp + b * N * 3, np, k,
+                                                               dp + b * M * k, ip + b * M * k, stream);
+        TORCH_CHECK(err == cudaSuccess, "knn (CUDA) failed: ", cudaGetErrorString(err));
+      }
+      if (nq < M) {
+        dist.select(0, b).narrow(0, nq, M - nq).fill_(std::numeric_limits<scalar_t>::infinity());
+        idx.select(0, b).narrow(0, nq, M - nq).fill_(-1);
+      }
+    }
+  });
+  return {dist, idx};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(group3ad_ext, CUDA, m) {
+  m.impl("knn", &knn_cuda);
+}
