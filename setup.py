@@ -71,7 +71,12 @@ def make_extension():
     cxx = ["-std=c++20", "-fopenmp", "-ffp-contract=off", *opt]
     ldflags = ["-fopenmp"]
     if sanitize:
-        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+        # -fno-wrapv undoes the -fwrapv that Python's own CFLAGS add: with wrapping defined,
+        # UBSan cannot report signed integer overflow (the 32-bit index bug class).
+        # float-cast-overflow is not part of GCC's -fsanitize=undefined: it catches a NaN or
+        # huge float turned into a histogram bin or an index.
+        san = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-wrapv",
+               "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
         cxx += san
         ldflags += san
     macros = [("G3_VERSION", f'"{VERSION}"')]

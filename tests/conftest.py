@@ -10,6 +10,18 @@ for p in (os.path.join(ROOT, "python"), ROOT):
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Generated-input tests (tests/test_properties.py): reproducible by default. "ci" derandomizes
+# (each test's examples come from a seed fixed by the test's name) and keeps the counts bounded;
+# "sanitize" is for the 3-10x slower ASan+UBSan run; "large" explores much more, with fresh
+# randomness on every run, for local soak testing. Select with HYPOTHESIS_PROFILE=<name>.
+_common = dict(deadline=None, database=None, print_blob=True,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", max_examples=30, derandomize=True, **_common)
+settings.register_profile("sanitize", max_examples=10, derandomize=True, **_common)
+settings.register_profile("large", max_examples=1000, derandomize=False, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_configure(config):
