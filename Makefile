@@ -1,7 +1,7 @@
 # The README's two commands: `make demo` (main job, embedded default data) and `make test`.
 PY ?= python3
 
-.PHONY: install demo test test-slow bench
+.PHONY: install demo test test-sanitize bench
 install:
 	bash scripts/setup_env.sh
 
@@ -10,6 +10,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# ASan + UBSan build of the CPU code in build-san/ and the op tests against it (tests/README.md)
+test-sanitize: install
+	bash scripts/run_sanitized_tests.sh
 
 bench: install
 	$(PY) -m benchmarks.run_all

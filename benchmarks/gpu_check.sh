@@ -31,18 +31,8 @@ echo "== CUDA tests (CUDA vs CPU)"
 $PY -m pytest -q -m cuda tests -p no:cacheprovider 2>&1 | tee "$OUT/cuda_tests.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
-if command -v compute-sanitizer >/dev/null; then
-  for tool in memcheck racecheck; do
-    echo "== compute-sanitizer --tool $tool"
-    compute-sanitizer --tool "$tool" --error-exitcode 99 --target-processes all \
-      $PY -m pytest -q -x -m "cuda and not slow" tests -p no:cacheprovider > "$OUT/sanitize_$tool.log" 2>&1
-    rc=$?
-    tail -5 "$OUT/sanitize_$tool.log"
-    [ "$rc" = 0 ] || { echo "compute-sanitizer $tool: exit $rc"; status=1; }
-  done
-else
-  echo "compute-sanitizer not found: sanitizer checks skipped" | tee "$OUT/sanitize_skipped.txt"
-fi
+echo "== compute-sanitizer (memcheck, racecheck, synccheck, initcheck) over the CUDA tests"
+bash benchmarks/gpu_sanitize.sh "$OUT" || status=1
 
 echo "== GPU benchmarks"
 $PY -m benchmarks.run_all --device cuda 2>&1 | tee "$OUT/bench.log"

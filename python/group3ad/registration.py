@@ -6,12 +6,15 @@ Steps (lengths from ``RegistrationConfig``, see ``resolve_lengths``):
 3. Open3D RANSAC on FPFH correspondences: mutual filter, distance 0.75, ransac_n 3,
    edge-length checker 0.9, distance checker 0.75, 100000 iterations / 0.999 confidence;
 4. point-to-plane ICP on the downsampled clouds from the RANSAC pose (Reg3D-AD has it but
-   leaves it off; it tightens the coordinate branch);
+   leaves it off; it tightens the coordinate branch). Our own ICP (``icp_point_to_plane``: the
+   exact knn op + a float64 6x6 solve, Open3D's update rule): Open3D's ICP sums its normal
+   equations in parallel, so its last bits depend on thread scheduling;
 5. the transform is applied to the full-resolution cloud.
 
 Determinism: Open3D's RANSAC draws from its global generator, seeded with
 ``o3d.utility.random.seed(seed)`` right before each call, so one cloud registers the same way
-whatever was registered before it.
+whatever was registered before it; ICP and the reported fitness/RMSE are computed
+single-order (``icp_point_to_plane``), so the same seed gives bit-identical transforms.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+import group3ad_ext
 
 from . import kernels
 from .config import RegistrationConfig
@@ -126,13 +132,10 @@ class TemplateRegistrar:
                 reg.RANSACConvergenceCriteria(self.cfg.max_iteration, self.cfg.confidence))
             transform = np.asarray(result.transformation).copy()
         if self.cfg.icp:
-            result = reg.registration_icp(
-                src.pcd, tgt.pcd, L.icp_distance, transform,
-                reg.TransformationEstimationPointToPlane(),
-                reg.ICPConvergenceCriteria(max_iteration=self.cfg.icp_max_iteration))
-            transform = np.asarray(result.transformation).copy()
-        ev = reg.evaluate_registration(src.pcd, tgt.pcd, L.ransac_distance, transform)
-        return RegistrationResult(transform, float(ev.fitness), float(ev.inlier_rmse))
+            transform = icp_point_to_plane(src.points, tgt.points, tgt.normals, L.icp_distance,
+                                           transform, self.cfg.icp_max_iteration)
+        fitness, rmse = _fit_quality(src.points, tgt.points, transform, L.ransac_distance)
+        return RegistrationResult(transform, fitness, rmse)
 
     @staticmethod
     def apply(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
@@ -143,3 +146,74 @@ class TemplateRegistrar:
     def __call__(self, points: np.ndarray) -> np.ndarray:
         """``points`` registered to the template (full resolution)."""
         return self.apply(points, self.register(points).transform)
+
+
+def _nearest(query: np.ndarray, points_t: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Exact nearest template point of each query: (dist (M,), idx (M,)), float64."""
+    d2, idx = group3ad_ext.knn(torch.from_numpy(np.ascontiguousarray(query)), points_t, 1)
+    return np.sqrt(d2[:, 0].numpy()), idx[:, 0].numpy()
+
+
+def _fit_quality(src: np.ndarray, tgt: np.ndarray, transform: np.ndarray, max_dist: float):
+    """Open3D's evaluate_registration: fitness = share of source points with a template point
+    within max_dist, rmse over those."""
+    if len(src) == 0:
+        return 0.0, 0.0
+    dist, _ = _nearest(TemplateRegistrar.apply(src, transform), torch.from_numpy(np.ascontiguousarray(tgt)))
+    inl = dist < max_dist
+    if not inl.any():
+        return 0.0, 0.0
+    return float(inl.mean()), float(np.sqrt(np.mean(dist[inl] ** 2)))
+
+
+def _rotation_xyz(a: float, b: float, c: float) -> np.ndarray:
+    """R = Rz(c) Ry(b) Rx(a), Open3D's TransformVector6dToMatrix4d."""
+    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    return np.array([[cc * cb, cc * sb * sa - sc * ca, cc * sb * ca + sc * sa],
+                     [sc * cb, sc * sb * sa + cc * ca, sc * sb * ca - cc * sa],
+                     [-sb, cb * sa, cb * ca]])
+
+
+def icp_point_to_plane(src: np.ndarray, tgt: np.ndarray, tgt_normals: np.ndarray, max_dist: float,
+                       init: np.ndarray, max_iteration: int = 30,
+                       relative_fitness: float = 1e-6, relative_rmse: float = 1e-6) -> np.ndarray:
+    """Point-to-plane ICP (Open3D's algorithm and stopping rule), deterministic.
+
+    src (S,3), tgt (T,3), tgt_normals (T,3) float64; init (4,4). Each iteration pairs every
+    transformed source point with its nearest template point (exact knn op) when closer than
+    max_dist, solves the linearised least squares for (rx, ry, rz, tx, ty, tz) in float64 and
+    composes the update. Stops after max_iteration, or when fitness and RMSE change by less
+    than the relative thresholds. Returns the (4,4) transform.
+    """
+    transform = np.asarray(init, dtype=np.float64).copy()
+    if len(src) == 0 or len(tgt) == 0:
+        return transform
+    tgt_t = torch.from_numpy(np.ascontiguousarray(tgt, dtype=np.float64))
+    tgt_normals = np.asarray(tgt_normals, dtype=np.float64)
+    prev_fitness, prev_rmse = 0.0, 0.0
+    for it in range(max_iteration + 1):
+        moved = TemplateRegistrar.apply(src, transform)
+        dist, idx = _nearest(moved, tgt_t)
+        inl = dist < max_dist
+        fitness = float(inl.mean())
+        rmse = float(np.sqrt(np.mean(dist[inl] ** 2))) if inl.any() else 0.0
+        if it > 0 and (abs(prev_fitness - fitness) < relative_fitness
+                       and abs(prev_rmse - rmse) < relative_rmse):
+            break
+        if it == max_iteration or inl.sum() < 6:
+            break
+        prev_fitness, prev_rmse = fitness, rmse
+        p, q, n = moved[inl], tgt[idx[inl]], tgt_normals[idx[inl]]
+        a = np.concatenate([np.cross(p, n), n], axis=1)  # (n,6)
+        r = np.einsum("ij,ij->i", q - p, n)
+        ata = np.einsum("ni,nj->ij", a, a)
+        atb = np.einsum("ni,n->i", a, r)
+        try:
+            x = np.linalg.solve(ata, atb)
+        except np.linalg.LinAlgError:
+            break
+        step = np.eye(4)
+        step[:3, :3] = _rotation_xyz(*x[:3])
+        step[:3, 3] = x[3:]
+        transform = step @ transform
+    return transform
