@@ -18,6 +18,8 @@ rm -rf "$G3_SAN_REPORTS"
 source scripts/sanitize_env.sh
 # Generated-input tests run about 3-10x slower at -O0 under ASan: fewer examples by default.
 export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-sanitize}
+# The sanitized build is CPU-only: tests must not expect the CUDA kernels CI asks for elsewhere.
+unset FORCE_CUDA
 
 cd "$SAN_TREE"
 if [ "$#" -gt 0 ]; then
