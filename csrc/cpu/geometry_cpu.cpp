@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <utility>
+#include <vector>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -46,6 +48,43 @@ struct Scratch {
   explicit Scratch(int64_t k) : d2(k), idx(k) {}
 };
 
+// Visiting order for the per-point loops: points sorted along a Morton curve, so consecutive
+// iterations search the same part of the tree and read neighbouring SPFH rows (a cloud in
+// random order otherwise makes every neighbour read a cache miss: 25x slower per point at 1M
+// than at 100k). Each point's result does not depend on the order: output is unchanged.
+std::vector<int64_t> spatial_order(const double* pp, int64_t n) {
+  double lo[3] = {pp[0], pp[1], pp[2]}, hi[3] = {pp[0], pp[1], pp[2]};
+  for (int64_t i = 1; i < n; ++i)
+    for (int d = 0; d < 3; ++d) {
+      lo[d] = std::min(lo[d], pp[3 * i + d]);
+      hi[d] = std::max(hi[d], pp[3 * i + d]);
+    }
+  double scale = 0.0;
+  for (int d = 0; d < 3; ++d) scale = std::max(scale, hi[d] - lo[d]);
+  scale = scale > 0.0 ? 2097151.0 / scale : 0.0;  // 21 bits per axis
+  auto spread = [](uint64_t v) {  // insert two zero bits between the 21 low bits of v
+    v &= 0x1fffff;
+    v = (v | v << 32) & 0x1f00000000ffffULL;
+    v = (v | v << 16) & 0x1f0000ff0000ffULL;
+    v = (v | v << 8) & 0x100f00f00f00f00fULL;
+    v = (v | v << 4) & 0x10c30c30c30c30c3ULL;
+    v = (v | v << 2) & 0x1249249249249249ULL;
+    return v;
+  };
+  std::vector<std::pair<uint64_t, int64_t>> keyed(n);
+  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      uint64_t c[3];
+      for (int d = 0; d < 3; ++d) c[d] = static_cast<uint64_t>((pp[3 * i + d] - lo[d]) * scale);
+      keyed[i] = {spread(c[0]) | spread(c[1]) << 1 | spread(c[2]) << 2, i};
+    }
+  });
+  std::sort(keyed.begin(), keyed.end());
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = keyed[i].second;
+  return order;
+}
+
 at::Tensor normals_cpu(const at::Tensor& points, double radius, int64_t max_nn) {
   TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
   const at::Tensor p = as_double_points(points, "points");
@@ -57,9 +96,11 @@ at::Tensor normals_cpu(const at::Tensor& points, double radius, int64_t max_nn) 
   const KnnIndex<double> index(pp, n);
   const int64_t k = std::min<int64_t>(max_nn, n);
   const double r2 = hybrid_radius2(radius);
+  const std::vector<int64_t> order = spatial_order(pp, n);
   at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
     Scratch s(k);
-    for (int64_t i = begin; i < end; ++i) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t i = order[t];
       const double* q = pp + 3 * i;
       const int64_t cnt = index.query_one(q, k, r2, s.d2.data(), s.idx.data());
       gm::Moments m;
@@ -163,8 +204,9 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
     for (int64_t t = 0; t < n; ++t)
       if (flag[t]) need.push_back(t);
   }
+  const std::vector<int64_t> order = subset ? std::vector<int64_t>() : spatial_order(pp, n);
   const int64_t nneed = subset ? static_cast<int64_t>(need.size()) : n;
-  auto need_at = [&](int64_t j) { return subset ? need[j] : j; };
+  auto need_at = [&](int64_t j) { return subset ? need[j] : order[j]; };
 
   std::vector<int32_t> counts(static_cast<size_t>(n) * gm::kFpfhBins, 0);
   std::vector<double> incr(n, 0.0);
@@ -189,7 +231,8 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
   double* po = out.data_ptr<double>();
   at::parallel_for(0, nq, 256, [&](int64_t begin, int64_t end) {
     Scratch s(k);
-    for (int64_t j = begin; j < end; ++j) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t j = subset ? t : order[t];
       const int64_t i = subset ? qi[j] : j;
       double* row = po + gm::kFpfhBins * j;
       if (keep) {
@@ -217,11 +260,13 @@ at::Tensor fpfh_variation_cpu(const at::Tensor& points, const at::Tensor& featur
   const KnnIndex<double> index(pp, n);
   const int64_t dim = f.size(1);
   double* po = out.data_ptr<double>();
+  const std::vector<int64_t> order = spatial_order(pp, n);
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fpfh_variation_cpu", [&] {
     const scalar_t* pf = f.data_ptr<scalar_t>();
     at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
       Scratch s(kk + 1);
-      for (int64_t i = begin; i < end; ++i) {
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t i = order[t];
         const int64_t cnt = index.query_one(pp + 3 * i, kk + 1, -1.0, s.d2.data(), s.idx.data());
         double total = 0.0;
         int64_t used = 0;
