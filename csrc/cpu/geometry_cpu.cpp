@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/geometry_math.h"
+#include "common/morton.h"
 #include "cpu/knn_index.h"
 
 namespace {
@@ -62,21 +63,12 @@ std::vector<int64_t> spatial_order(const double* pp, int64_t n) {
   double scale = 0.0;
   for (int d = 0; d < 3; ++d) scale = std::max(scale, hi[d] - lo[d]);
   scale = scale > 0.0 ? 2097151.0 / scale : 0.0;  // 21 bits per axis
-  auto spread = [](uint64_t v) {  // insert two zero bits between the 21 low bits of v
-    v &= 0x1fffff;
-    v = (v | v << 32) & 0x1f00000000ffffULL;
-    v = (v | v << 16) & 0x1f0000ff0000ffULL;
-    v = (v | v << 8) & 0x100f00f00f00f00fULL;
-    v = (v | v << 4) & 0x10c30c30c30c30c3ULL;
-    v = (v | v << 2) & 0x1249249249249249ULL;
-    return v;
-  };
   std::vector<std::pair<uint64_t, int64_t>> keyed(n);
   at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       uint64_t c[3];
       for (int d = 0; d < 3; ++d) c[d] = static_cast<uint64_t>((pp[3 * i + d] - lo[d]) * scale);
-      keyed[i] = {spread(c[0]) | spread(c[1]) << 1 | spread(c[2]) << 2, i};
+      keyed[i] = {g3::spread_bits3(c[0]) | g3::spread_bits3(c[1]) << 1 | g3::spread_bits3(c[2]) << 2, i};
     }
   });
   std::sort(keyed.begin(), keyed.end());

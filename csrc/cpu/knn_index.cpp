@@ -17,6 +17,7 @@
 // query() visits the queries in Morton order (cache locality: consecutive queries touch the same
 // leaves), in chunks handed out dynamically to the threads.
 #include "cpu/knn_index.h"
+#include "common/morton.h"
 
 #include <ATen/Parallel.h>
 
@@ -38,15 +39,7 @@ constexpr int kMaxMortonBitsPerAxis = 21;
 constexpr int kMaxDepth = 192;  // <= 63 bit splits + log2(n) equal-code splits, with margin
 constexpr int64_t kQueryChunk = 256;
 
-inline uint64_t spread_bits3(uint64_t x) {
-  x &= 0x1fffff;
-  x = (x | x << 32) & 0x1f00000000ffffULL;
-  x = (x | x << 16) & 0x1f0000ff0000ffULL;
-  x = (x | x << 8) & 0x100f00f00f00f00fULL;
-  x = (x | x << 4) & 0x10c30c30c30c30c3ULL;
-  x = (x | x << 2) & 0x1249249249249249ULL;
-  return x;
-}
+using g3::spread_bits3;
 
 // LSD radix sort of packed keys (code << index_bits | index) by bits [lo_bit, hi_bit), 11-bit
 // digits. The input is in index order, so sorting only the code bits (stably) sorts the whole

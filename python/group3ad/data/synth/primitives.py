@@ -11,6 +11,8 @@ needed, and every normal is exact.
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 
@@ -43,19 +45,24 @@ def _count(area: float, density: float, rng) -> int:
     return n + int(rng.random() < x - n)
 
 
-class Solid:
+class Solid(abc.ABC):
+    """A closed solid that samples its own surface and tests points for inside-ness."""
+
+    @abc.abstractmethod
     def area(self) -> float:
-        raise NotImplementedError
+        """Surface area."""
 
+    @abc.abstractmethod
     def sample(self, density: float, rng) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """Surface points and outward unit normals, about area*density of them."""
 
+    @abc.abstractmethod
     def contains(self, p: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """(M,3) points -> (M,) bool: inside the solid."""
 
+    @abc.abstractmethod
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Axis-aligned box (lo, hi) enclosing the solid."""
-        raise NotImplementedError
 
     def __or__(self, other):
         return Union(self, other)
