@@ -7,7 +7,6 @@ features -> 10000) vs a Python loop.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import sys
@@ -178,13 +177,7 @@ def bench_cuda(quick: bool) -> common.Table:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    table = bench_cuda(args.quick) if args.device == "cuda" else bench_cpu(args.quick)
-    table.write()
-    return 0
+    return common.cpu_or_cuda_main(__doc__, bench_cpu, bench_cuda, argv)
 
 
 if __name__ == "__main__":

@@ -146,3 +146,17 @@ def _fmt(v) -> str:
             return f"{v:.2f}"
         return f"{v:.4f}"
     return str(v)
+
+
+def cpu_or_cuda_main(doc: str, bench_cpu, bench_cuda, argv=None) -> int:
+    """The command line of a benchmark with one table builder per device:
+    ``--device cpu|cuda`` picks bench_cpu(quick) or bench_cuda(quick); the table is written."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    table = bench_cuda(args.quick) if args.device == "cuda" else bench_cpu(args.quick)
+    table.write()
+    return 0
