@@ -11,6 +11,15 @@
 
 #include <cstdint>
 
+// Hot CPU loops compiled for AVX-512 and AVX2 beside the portable baseline, picked at load time
+// (GCC function multi-versioning). Same IEEE operations, no FMA (-ffp-contract=off): every
+// version gives the same bits, only wider. Plain on other compilers and targets.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define G3_CPU_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define G3_CPU_MULTIVERSION
+#endif
+
 namespace g3 {
 
 // Squared Euclidean distance in 3D, always evaluated as ((dx*dx + dy*dy) + dz*dz) with no

@@ -346,17 +346,23 @@ G3_HD void pair_bins(const double* f, int* bins) {
 G3_HD double spfh_increment(int64_t n) { return n > 1 ? 100.0 / static_cast<double>(n - 1) : 0.0; }
 
 // FPFH weighting: adds a neighbour's SPFH (bin counts times its per-pair increment) weighted
-// by 1/d2 to acc[33] and to the three block sums. One division per neighbour, not per bin
-// (this rounds (count * (incr / d2)) where Open3D rounds ((count * incr) / d2): ~1e-16 relative).
-G3_HD void fpfh_accumulate(const int32_t* counts, double scale, double* acc, double* sum) {
+// by 1/d2 to acc[33]. One division per neighbour, not per bin (this rounds
+// (count * (incr / d2)) where Open3D rounds ((count * incr) / d2): ~1e-16 relative). A plain
+// 33-wide multiply-add, so the CPU compiler vectorises it.
+G3_HD void fpfh_accumulate(const int32_t* counts, double scale, double* acc) {
+  for (int b = 0; b < kFpfhBins; ++b) acc[b] += static_cast<double>(counts[b]) * scale;
+}
+
+// FPFH row from the accumulated neighbour SPFHs: each sub-histogram normalised to sum to 100
+// (Open3D sums the same values per neighbour; summing the bins at the end differs by ~1e-16
+// relative), plus the point's own SPFH (counts times its increment).
+G3_HD void fpfh_finish(const double* acc, const int32_t* own, double own_incr, double* out) {
   for (int s = 0; s < 3; ++s) {
-    double block = 0.0;
-    for (int b = s * kBinsPerAngle; b < (s + 1) * kBinsPerAngle; ++b) {
-      const double val = static_cast<double>(counts[b]) * scale;
-      block += val;
-      acc[b] += val;
-    }
-    sum[s] += block;
+    double sum = 0.0;
+    for (int b = s * kBinsPerAngle; b < (s + 1) * kBinsPerAngle; ++b) sum += acc[b];
+    const double norm = sum != 0.0 ? 100.0 / sum : 0.0;
+    for (int b = s * kBinsPerAngle; b < (s + 1) * kBinsPerAngle; ++b)
+      out[b] = acc[b] * norm + static_cast<double>(own[b]) * own_incr;
   }
 }
 

@@ -11,15 +11,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <utility>
-#include <vector>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "common/geometry_math.h"
-#include "common/morton.h"
 #include "cpu/knn_index.h"
 
 namespace {
@@ -42,40 +40,17 @@ at::Tensor as_double_points(const at::Tensor& t, const char* name) {
   return t.to(at::kDouble).contiguous();
 }
 
+template <typename T>
+std::unique_ptr<T[]> uninitialised(size_t size) {
+  return std::unique_ptr<T[]>(new T[size]);
+}
+
 // Per-thread neighbour buffers.
 struct Scratch {
   std::vector<double> d2;
   std::vector<int64_t> idx;
   explicit Scratch(int64_t k) : d2(k), idx(k) {}
 };
-
-// Visiting order for the per-point loops: points sorted along a Morton curve, so consecutive
-// iterations search the same part of the tree and read neighbouring SPFH rows (a cloud in
-// random order otherwise makes every neighbour read a cache miss: 25x slower per point at 1M
-// than at 100k). Each point's result does not depend on the order: output is unchanged.
-std::vector<int64_t> spatial_order(const double* pp, int64_t n) {
-  double lo[3] = {pp[0], pp[1], pp[2]}, hi[3] = {pp[0], pp[1], pp[2]};
-  for (int64_t i = 1; i < n; ++i)
-    for (int d = 0; d < 3; ++d) {
-      lo[d] = std::min(lo[d], pp[3 * i + d]);
-      hi[d] = std::max(hi[d], pp[3 * i + d]);
-    }
-  double scale = 0.0;
-  for (int d = 0; d < 3; ++d) scale = std::max(scale, hi[d] - lo[d]);
-  scale = scale > 0.0 ? 2097151.0 / scale : 0.0;  // 21 bits per axis
-  std::vector<std::pair<uint64_t, int64_t>> keyed(n);
-  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      uint64_t c[3];
-      for (int d = 0; d < 3; ++d) c[d] = static_cast<uint64_t>((pp[3 * i + d] - lo[d]) * scale);
-      keyed[i] = {g3::spread_bits3(c[0]) | g3::spread_bits3(c[1]) << 1 | g3::spread_bits3(c[2]) << 2, i};
-    }
-  });
-  std::sort(keyed.begin(), keyed.end());
-  std::vector<int64_t> order(n);
-  for (int64_t i = 0; i < n; ++i) order[i] = keyed[i].second;
-  return order;
-}
 
 at::Tensor normals_cpu(const at::Tensor& points, double radius, int64_t max_nn) {
   TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
@@ -88,7 +63,7 @@ at::Tensor normals_cpu(const at::Tensor& points, double radius, int64_t max_nn) 
   const KnnIndex<double> index(pp, n);
   const int64_t k = std::min<int64_t>(max_nn, n);
   const double r2 = hybrid_radius2(radius);
-  const std::vector<int64_t> order = spatial_order(pp, n);
+  const int64_t* order = index.tree_order();
   at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
     Scratch s(k);
     for (int64_t t = begin; t < end; ++t) {
@@ -106,13 +81,19 @@ at::Tensor normals_cpu(const at::Tensor& points, double radius, int64_t max_nn) 
   return out.to(points.scalar_type());
 }
 
-// SPFH of point i from its sorted neighbourhood (position 0 is the point itself or a copy of it:
-// either way a zero-length pair, so skipping position 0 is Open3D's own-point skip).
-void spfh_row(const double* pp, const double* pn, int64_t i, const int64_t* nb, int64_t cnt,
-              int32_t* counts, double* incr) {
+// SPFH of point i from its neighbourhood (any order, d2 the squared distances). Open3D skips
+// position 0 of its sorted list: the point itself or a copy of it, a zero-length pair either
+// way, so skipping one zero-distance entry is the same histogram.
+G3_CPU_MULTIVERSION void spfh_row(const double* pp, const double* pn, int64_t i, const double* d2, const int64_t* nb,
+              int64_t cnt, int32_t* counts, double* incr) {
   for (int b = 0; b < gm::kFpfhBins; ++b) counts[b] = 0;
   *incr = gm::spfh_increment(cnt);
-  for (int64_t j = 1; j < cnt; ++j) {
+  bool skipped = false;
+  for (int64_t j = 0; j < cnt; ++j) {
+    if (!skipped && d2[j] == 0.0) {
+      skipped = true;
+      continue;
+    }
     double f[3];
     int bins[3];
     gm::pair_feature(pp + 3 * i, pn + 3 * i, pp + 3 * nb[j], pn + 3 * nb[j], f);
@@ -125,8 +106,9 @@ void spfh_row(const double* pp, const double* pn, int64_t i, const int64_t* nb, 
 
 // FPFH of point i: neighbour SPFHs weighted by 1/d2 (zero-distance neighbours skipped), each
 // sub-histogram normalised to 100, plus the point's own SPFH. Fewer than 2 points: all zero.
+// The neighbourhood may come in any order (the point itself is one of the skipped zeros).
 template <typename Idx>
-void fpfh_row(const double* pp, int64_t i, const Idx* nb, int64_t cnt, const int32_t* counts,
+G3_CPU_MULTIVERSION void fpfh_row(const double* pp, int64_t i, const Idx* nb, int64_t cnt, const int32_t* counts,
               const double* incr, double* out) {
   double acc[gm::kFpfhBins];
   for (int b = 0; b < gm::kFpfhBins; ++b) acc[b] = 0.0;
@@ -134,20 +116,15 @@ void fpfh_row(const double* pp, int64_t i, const Idx* nb, int64_t cnt, const int
     for (int b = 0; b < gm::kFpfhBins; ++b) out[b] = 0.0;
     return;
   }
-  double sum[3] = {0.0, 0.0, 0.0};
   const double* q = pp + 3 * i;
-  for (int64_t j = 1; j < cnt; ++j) {
+  for (int64_t j = 0; j < cnt; ++j) {
     const int64_t t = nb[j];
     const double* x = pp + 3 * t;
     const double d2 = g3::sq_dist3(q[0], q[1], q[2], x[0], x[1], x[2]);
     if (d2 == 0.0) continue;
-    gm::fpfh_accumulate(counts + gm::kFpfhBins * t, incr[t] / d2, acc, sum);
+    gm::fpfh_accumulate(counts + gm::kFpfhBins * t, incr[t] / d2, acc);
   }
-  for (int s = 0; s < 3; ++s)
-    if (sum[s] != 0.0) sum[s] = 100.0 / sum[s];
-  const int32_t* own = counts + gm::kFpfhBins * i;
-  for (int b = 0; b < gm::kFpfhBins; ++b)
-    out[b] = acc[b] * sum[b / gm::kBinsPerAngle] + static_cast<double>(own[b]) * incr[i];
+  gm::fpfh_finish(acc, counts + gm::kFpfhBins * i, incr[i], out);
 }
 
 // The SPFH pass keeps its neighbour lists (int32) for the FPFH pass when they fit in
@@ -168,8 +145,8 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
     TORCH_CHECK(qidx.dim() == 1, "indices must be 1-D");
   }
   const int64_t nq = subset ? qidx.size(0) : n;
-  at::Tensor out = at::zeros({nq, gm::kFpfhBins}, p.options());
-  if (n == 0 || nq == 0) return out.to(points.scalar_type());
+  if (n == 0 || nq == 0) return at::zeros({nq, gm::kFpfhBins}, points.options());
+  at::Tensor out = at::empty({nq, gm::kFpfhBins}, p.options());  // fpfh_row writes every entry
   const int64_t* qi = subset ? qidx.data_ptr<int64_t>() : nullptr;
   for (int64_t j = 0; j < nq && subset; ++j)
     TORCH_CHECK(qi[j] >= 0 && qi[j] < n, "indices out of range");
@@ -187,7 +164,7 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
     at::parallel_for(0, nq, 256, [&](int64_t begin, int64_t end) {
       Scratch s(k);
       for (int64_t j = begin; j < end; ++j) {
-        const int64_t cnt = index.query_one(pp + 3 * qi[j], k, r2, s.d2.data(), s.idx.data());
+        const int64_t cnt = index.query_ball(pp + 3 * qi[j], k, r2, s.d2.data(), s.idx.data());
         std::atomic_ref<uint8_t>(flag[qi[j]]).store(1, std::memory_order_relaxed);
         for (int64_t t = 0; t < cnt; ++t)
           std::atomic_ref<uint8_t>(flag[s.idx[t]]).store(1, std::memory_order_relaxed);
@@ -196,27 +173,29 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
     for (int64_t t = 0; t < n; ++t)
       if (flag[t]) need.push_back(t);
   }
-  const std::vector<int64_t> order = subset ? std::vector<int64_t>() : spatial_order(pp, n);
+  const int64_t* order = index.tree_order();
   const int64_t nneed = subset ? static_cast<int64_t>(need.size()) : n;
   auto need_at = [&](int64_t j) { return subset ? need[j] : order[j]; };
 
-  std::vector<int32_t> counts(static_cast<size_t>(n) * gm::kFpfhBins, 0);
-  std::vector<double> incr(n, 0.0);
+  // Uninitialised: every row that is read is written first (spfh_row), and the pages are first
+  // touched by the threads that fill them rather than by one serial memset.
+  const auto counts = uninitialised<int32_t>(static_cast<size_t>(n) * gm::kFpfhBins);
+  const auto incr = uninitialised<double>(n);
   // Without a subset, the SPFH pass sees exactly the FPFH queries: keep their lists if they fit.
   const bool keep = !subset && n <= std::numeric_limits<int32_t>::max() && n * k <= kListBudget;
-  std::vector<int32_t> lists(keep ? n * k : 0);
-  std::vector<int64_t> list_cnt(keep ? n : 0);
+  const auto lists = uninitialised<int32_t>(keep ? n * k : 0);
+  const auto list_cnt = uninitialised<int64_t>(keep ? n : 0);
 
   at::parallel_for(0, nneed, 256, [&](int64_t begin, int64_t end) {
     Scratch s(k);
     for (int64_t j = begin; j < end; ++j) {
       const int64_t i = need_at(j);
-      const int64_t cnt = index.query_one(pp + 3 * i, k, r2, s.d2.data(), s.idx.data());
+      const int64_t cnt = index.query_ball(pp + 3 * i, k, r2, s.d2.data(), s.idx.data());
       if (keep) {
         list_cnt[i] = cnt;
-        std::copy(s.idx.begin(), s.idx.begin() + cnt, lists.begin() + i * k);
+        std::copy(s.idx.begin(), s.idx.begin() + cnt, lists.get() + i * k);
       }
-      spfh_row(pp, pn, i, s.idx.data(), cnt, counts.data() + gm::kFpfhBins * i, incr.data() + i);
+      spfh_row(pp, pn, i, s.d2.data(), s.idx.data(), cnt, counts.get() + gm::kFpfhBins * i, incr.get() + i);
     }
   });
 
@@ -228,10 +207,10 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
       const int64_t i = subset ? qi[j] : j;
       double* row = po + gm::kFpfhBins * j;
       if (keep) {
-        fpfh_row(pp, i, lists.data() + i * k, list_cnt[i], counts.data(), incr.data(), row);
+        fpfh_row(pp, i, lists.get() + i * k, list_cnt[i], counts.get(), incr.get(), row);
       } else {
-        const int64_t cnt = index.query_one(pp + 3 * i, k, r2, s.d2.data(), s.idx.data());
-        fpfh_row(pp, i, s.idx.data(), cnt, counts.data(), incr.data(), row);
+        const int64_t cnt = index.query_ball(pp + 3 * i, k, r2, s.d2.data(), s.idx.data());
+        fpfh_row(pp, i, s.idx.data(), cnt, counts.get(), incr.get(), row);
       }
     }
   });
@@ -252,7 +231,7 @@ at::Tensor fpfh_variation_cpu(const at::Tensor& points, const at::Tensor& featur
   const KnnIndex<double> index(pp, n);
   const int64_t dim = f.size(1);
   double* po = out.data_ptr<double>();
-  const std::vector<int64_t> order = spatial_order(pp, n);
+  const int64_t* order = index.tree_order();
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fpfh_variation_cpu", [&] {
     const scalar_t* pf = f.data_ptr<scalar_t>();
     at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {

@@ -120,6 +120,12 @@ inline void heap_push(T* d, int64_t* id, int64_t& size, T dv, int64_t iv) {
   id[pos] = iv;
 }
 
+// Floyd's heap construction over (d, i): the root becomes the worst entry.
+template <typename T>
+inline void heapify(T* d, int64_t* id, int64_t size) {
+  for (int64_t pos = size / 2 - 1; pos >= 0; --pos) heap_sift_down(d, id, size, pos, d[pos], id[pos]);
+}
+
 // In-place heap sort: ascending by (d, i).
 template <typename T>
 inline void heap_sort(T* d, int64_t* id, int64_t size) {
@@ -282,7 +288,9 @@ struct KnnIndex<T>::Impl {
     return gx * gx + gy * gy + gz * gz;
   }
 
-  // The up-to-k nearest points with d2 <= radius2 (+inf: no limit), sorted into (d, id).
+  // The up-to-k nearest points with d2 <= radius2 (+inf: no limit) into (d, id): sorted
+  // ascending when kSorted, else in visiting order while fewer than k are found, then a heap.
+  template <bool kSorted>
   int64_t search(T qx, T qy, T qz, int64_t k, T radius2, T* d, int64_t* id) const {
     int64_t cnt = 0;
     struct Entry {
@@ -313,7 +321,15 @@ struct KnnIndex<T>::Impl {
           for (int64_t j = 0; j < len; ++j) {
             const T dv = buf[j];
             if (cnt < k) {
-              if (dv <= radius2) heap_push(d, id, cnt, dv, P[a + j]);
+              if (dv <= radius2) {
+                if (kSorted) {
+                  heap_push(d, id, cnt, dv, P[a + j]);
+                } else {
+                  d[cnt] = dv;
+                  id[cnt] = P[a + j];
+                  if (++cnt == k) heapify(d, id, cnt);
+                }
+              }
             } else if (dv <= d[0]) {
               const int64_t iv = P[a + j];
               if (dv < d[0] || iv < id[0]) heap_sift_down(d, id, cnt, 0, dv, iv);
@@ -334,7 +350,7 @@ struct KnnIndex<T>::Impl {
         node = near;
       }
     }
-    heap_sort(d, id, cnt);
+    if (kSorted) heap_sort(d, id, cnt);
     return cnt;
   }
 };
@@ -351,6 +367,11 @@ KnnIndex<T>::~KnnIndex() = default;
 template <typename T>
 int64_t KnnIndex<T>::size() const {
   return impl_->n;
+}
+
+template <typename T>
+const int64_t* KnnIndex<T>::tree_order() const {
+  return impl_->perm.data();
 }
 
 template <typename T>
@@ -394,9 +415,9 @@ void KnnIndex<T>::query(const T* queries, int64_t m, int64_t k, T* d2, int64_t* 
         if (prev_q != nullptr) {
           const double step = std::sqrt(double(sq_dist3(q[0], q[1], q[2], prev_q[0], prev_q[1], prev_q[2])));
           const double r = (std::sqrt(double(prev_kth)) + step) * (1.0 + 1e-6);
-          cnt = ix.search(q[0], q[1], q[2], k, T(r * r * (1.0 + 1e-5)), dr, ir);
+          cnt = ix.template search<true>(q[0], q[1], q[2], k, T(r * r * (1.0 + 1e-5)), dr, ir);
         }
-        if (cnt < k) ix.search(q[0], q[1], q[2], k, inf, dr, ir);
+        if (cnt < k) ix.template search<true>(q[0], q[1], q[2], k, inf, dr, ir);
         prev_q = q;
         prev_kth = dr[k - 1];
       }
@@ -409,7 +430,15 @@ int64_t KnnIndex<T>::query_one(const T* q, int64_t k, T radius2, T* d2, int64_t*
   if (k < 1) return 0;
   const int64_t kk = std::min(k, impl_->n);
   const T limit = radius2 < T(0) ? std::numeric_limits<T>::infinity() : radius2;
-  return impl_->search(q[0], q[1], q[2], kk, limit, d2, idx);
+  return impl_->template search<true>(q[0], q[1], q[2], kk, limit, d2, idx);
+}
+
+template <typename T>
+int64_t KnnIndex<T>::query_ball(const T* q, int64_t k, T radius2, T* d2, int64_t* idx) const {
+  if (k < 1) return 0;
+  const int64_t kk = std::min(k, impl_->n);
+  const T limit = radius2 < T(0) ? std::numeric_limits<T>::infinity() : radius2;
+  return impl_->template search<false>(q[0], q[1], q[2], kk, limit, d2, idx);
 }
 
 template class KnnIndex<float>;

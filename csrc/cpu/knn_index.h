@@ -21,6 +21,10 @@ class KnnIndex {
 
   int64_t size() const;
 
+  // The points' indices in tree order (a Morton curve): a cache-friendly visiting order for
+  // per-point loops over the indexed cloud. size() entries, valid while the index lives.
+  const int64_t* tree_order() const;
+
   // k nearest points (1 <= k <= n) of each of m queries (m,3): d2 (m,k), idx (m,k).
   // Parallel over queries (at::parallel_for); call from outside a parallel region.
   void query(const T* queries, int64_t m, int64_t k, T* d2, int64_t* idx) const;
@@ -29,6 +33,12 @@ class KnnIndex {
   // KDTreeSearchParamHybrid: the k nearest points whose squared distance is <= radius2
   // (radius2 < 0: no radius limit). Writes count <= k results, sorted; returns count.
   int64_t query_one(const T* q, int64_t k, T radius2, T* d2, int64_t* idx) const;
+
+  // The same result set as query_one, in no particular order (deterministic for a given index
+  // and query): skips the final sort and keeps no heap until k results are found, the common
+  // case of a radius-limited search. For consumers that do not depend on the order (histograms)
+  // or only in the last bits of a sum.
+  int64_t query_ball(const T* q, int64_t k, T radius2, T* d2, int64_t* idx) const;
 
  private:
   struct Impl;

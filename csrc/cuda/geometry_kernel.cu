@@ -108,21 +108,15 @@ __global__ void fpfh_kernel(const double* points, const int64_t* ids, int64_t m,
   }
   double acc[gm::kFpfhBins];
   for (int b = 0; b < gm::kFpfhBins; ++b) acc[b] = 0.0;
-  double sum[3] = {0.0, 0.0, 0.0};
   const double* q = points + 3 * i;
   for (int32_t t = 1; t < c; ++t) {
     const int64_t o = lists[j * k + t];
     const double* x = points + 3 * o;
     const double d2 = g3::sq_dist3(q[0], q[1], q[2], x[0], x[1], x[2]);
     if (d2 == 0.0) continue;
-    gm::fpfh_accumulate(spfh_counts + o * gm::kFpfhBins, spfh_incr[o] / d2, acc, sum);
+    gm::fpfh_accumulate(spfh_counts + o * gm::kFpfhBins, spfh_incr[o] / d2, acc);
   }
-  for (int s = 0; s < 3; ++s)
-    if (sum[s] != 0.0) sum[s] = 100.0 / sum[s];
-  const int32_t* own = spfh_counts + i * gm::kFpfhBins;
-  const double own_inc = spfh_incr[i];
-  for (int b = 0; b < gm::kFpfhBins; ++b)
-    row[b] = acc[b] * sum[b / gm::kBinsPerAngle] + static_cast<double>(own[b]) * own_inc;
+  gm::fpfh_finish(acc, spfh_counts + i * gm::kFpfhBins, spfh_incr[i], row);
 }
 
 template <typename F>
