@@ -45,6 +45,20 @@ std::unique_ptr<T[]> uninitialised(size_t size) {
   return std::unique_ptr<T[]>(new T[size]);
 }
 
+// Rows of a row-major (n, dim) array copied into the index's tree order. The kernels below run
+// in tree order over such copies (KnnIndex in tree-position mode): a point's neighbours then
+// sit in nearby memory whatever the order of the input cloud (at 1M points in random order
+// this takes FPFH from 6.8 s to 4.7 s on 2 cores). Results are written back by original index.
+template <typename T>
+std::unique_ptr<T[]> in_tree_order(const T* rows, int64_t dim, const int64_t* order, int64_t n) {
+  auto out = uninitialised<T>(static_cast<size_t>(n * dim));
+  at::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t)
+      for (int64_t c = 0; c < dim; ++c) out[t * dim + c] = rows[order[t] * dim + c];
+  });
+  return out;
+}
+
 // Per-thread neighbour buffers.
 struct Scratch {
   std::vector<double> d2;
@@ -60,22 +74,22 @@ at::Tensor normals_cpu(const at::Tensor& points, double radius, int64_t max_nn) 
   if (n == 0) return out.to(points.scalar_type());
   const double* pp = p.data_ptr<double>();
   double* po = out.data_ptr<double>();
-  const KnnIndex<double> index(pp, n);
+  const KnnIndex<double> index(pp, n, /*report_tree_positions=*/true);
   const int64_t k = std::min<int64_t>(max_nn, n);
   const double r2 = hybrid_radius2(radius);
   const int64_t* order = index.tree_order();
+  const auto ps = in_tree_order(pp, 3, order, n);
   at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
     Scratch s(k);
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t i = order[t];
-      const double* q = pp + 3 * i;
+      const double* q = ps.get() + 3 * t;
       const int64_t cnt = index.query_one(q, k, r2, s.d2.data(), s.idx.data());
       gm::Moments m;
       for (int64_t j = 0; j < cnt; ++j) {
-        const double* x = pp + 3 * s.idx[j];
+        const double* x = ps.get() + 3 * s.idx[j];
         gm::moments_add(m, x[0] - q[0], x[1] - q[1], x[2] - q[2]);
       }
-      gm::normal_from_moments(m, po + 3 * i);
+      gm::normal_from_moments(m, po + 3 * order[t]);
     }
   });
   return out.to(points.scalar_type());
@@ -151,21 +165,29 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
   for (int64_t j = 0; j < nq && subset; ++j)
     TORCH_CHECK(qi[j] >= 0 && qi[j] < n, "indices out of range");
 
-  const double* pp = p.data_ptr<double>();
-  const double* pn = nr.data_ptr<double>();
-  const KnnIndex<double> index(pp, n);
+  const KnnIndex<double> index(p.data_ptr<double>(), n, /*report_tree_positions=*/true);
+  const int64_t* order = index.tree_order();
+  const auto ps_buf = in_tree_order(p.data_ptr<double>(), 3, order, n);
+  const auto pn_buf = in_tree_order(nr.data_ptr<double>(), 3, order, n);
+  const double* pp = ps_buf.get();  // everything below is indexed by tree position
+  const double* pn = pn_buf.get();
   const int64_t k = std::min<int64_t>(max_nn, n);
   const double r2 = hybrid_radius2(radius);
 
-  // Which points need an SPFH: all, or the queries and their neighbours.
-  std::vector<int64_t> need;
+  // Tree positions of the queries (a subset), and which points need an SPFH: all, or the
+  // queries and their neighbours.
+  std::vector<int64_t> qpos, need;
   if (subset) {  // byte flags set from many threads: atomic_ref keeps that race-free
+    std::vector<int64_t> position(n);
+    for (int64_t t = 0; t < n; ++t) position[order[t]] = t;
+    qpos.resize(nq);
+    for (int64_t j = 0; j < nq; ++j) qpos[j] = position[qi[j]];
     std::vector<uint8_t> flag(n, 0);
     at::parallel_for(0, nq, 256, [&](int64_t begin, int64_t end) {
       Scratch s(k);
       for (int64_t j = begin; j < end; ++j) {
-        const int64_t cnt = index.query_ball(pp + 3 * qi[j], k, r2, s.d2.data(), s.idx.data());
-        std::atomic_ref<uint8_t>(flag[qi[j]]).store(1, std::memory_order_relaxed);
+        const int64_t cnt = index.query_ball(pp + 3 * qpos[j], k, r2, s.d2.data(), s.idx.data());
+        std::atomic_ref<uint8_t>(flag[qpos[j]]).store(1, std::memory_order_relaxed);
         for (int64_t t = 0; t < cnt; ++t)
           std::atomic_ref<uint8_t>(flag[s.idx[t]]).store(1, std::memory_order_relaxed);
       }
@@ -173,9 +195,7 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
     for (int64_t t = 0; t < n; ++t)
       if (flag[t]) need.push_back(t);
   }
-  const int64_t* order = index.tree_order();
   const int64_t nneed = subset ? static_cast<int64_t>(need.size()) : n;
-  auto need_at = [&](int64_t j) { return subset ? need[j] : order[j]; };
 
   // Uninitialised: every row that is read is written first (spfh_row), and the pages are first
   // touched by the threads that fill them rather than by one serial memset.
@@ -189,7 +209,7 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
   at::parallel_for(0, nneed, 256, [&](int64_t begin, int64_t end) {
     Scratch s(k);
     for (int64_t j = begin; j < end; ++j) {
-      const int64_t i = need_at(j);
+      const int64_t i = subset ? need[j] : j;
       const int64_t cnt = index.query_ball(pp + 3 * i, k, r2, s.d2.data(), s.idx.data());
       if (keep) {
         list_cnt[i] = cnt;
@@ -203,9 +223,8 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
   at::parallel_for(0, nq, 256, [&](int64_t begin, int64_t end) {
     Scratch s(k);
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t j = subset ? t : order[t];
-      const int64_t i = subset ? qi[j] : j;
-      double* row = po + gm::kFpfhBins * j;
+      const int64_t i = subset ? qpos[t] : t;             // tree position
+      double* row = po + gm::kFpfhBins * (subset ? t : order[t]);  // output row
       if (keep) {
         fpfh_row(pp, i, lists.get() + i * k, list_cnt[i], counts.get(), incr.get(), row);
       } else {
@@ -215,6 +234,16 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
     }
   });
   return out.to(points.scalar_type());
+}
+
+// Sum of feature distances from point i to its neighbours nb[0..cnt) except position `skip`.
+template <typename F>
+G3_CPU_MULTIVERSION double variation_sum(const F* features, int64_t dim, int64_t i,
+                                         const int64_t* nb, int64_t cnt, int64_t skip) {
+  double total = 0.0;
+  for (int64_t j = 0; j < cnt; ++j)
+    if (j != skip) total += gm::feature_distance(features + dim * i, features + dim * nb[j], dim);
+  return total;
 }
 
 at::Tensor fpfh_variation_cpu(const at::Tensor& points, const at::Tensor& features, int64_t k) {
@@ -227,26 +256,28 @@ at::Tensor fpfh_variation_cpu(const at::Tensor& points, const at::Tensor& featur
   at::Tensor out = at::zeros({n}, f.options().dtype(at::kDouble));
   const int64_t kk = std::min<int64_t>(k, n - 1);  // other points available
   if (n <= 1 || kk == 0) return out.to(f.scalar_type());
-  const double* pp = p.data_ptr<double>();
-  const KnnIndex<double> index(pp, n);
+  const KnnIndex<double> index(p.data_ptr<double>(), n, /*report_tree_positions=*/true);
+  const int64_t* order = index.tree_order();
+  const auto ps = in_tree_order(p.data_ptr<double>(), 3, order, n);
   const int64_t dim = f.size(1);
   double* po = out.data_ptr<double>();
-  const int64_t* order = index.tree_order();
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fpfh_variation_cpu", [&] {
-    const scalar_t* pf = f.data_ptr<scalar_t>();
+    const auto fs = in_tree_order(f.data_ptr<scalar_t>(), dim, order, n);
     at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
       Scratch s(kk + 1);
+      const double* prev_q = nullptr;
+      double prev_kth = 0.0;
       for (int64_t t = begin; t < end; ++t) {
-        const int64_t i = order[t];
-        const int64_t cnt = index.query_one(pp + 3 * i, kk + 1, -1.0, s.d2.data(), s.idx.data());
-        double total = 0.0;
-        int64_t used = 0;
-        for (int64_t j = 0; j < cnt && used < kk; ++j) {
-          if (s.idx[j] == i) continue;
-          total += gm::feature_distance(pf + dim * i, pf + dim * s.idx[j], dim);
-          ++used;
-        }
-        po[i] = total;
+        // The kk + 1 nearest, in no order: the point itself and kk others, or (more than kk
+        // copies of the point with lower indices) kk + 1 others, of which the farthest, the
+        // heap root at position 0, is not among the kk nearest others.
+        const double* q = ps.get() + 3 * t;
+        prev_kth = index.query_knn_near(q, kk + 1, prev_q, prev_kth, s.d2.data(), s.idx.data());
+        prev_q = q;
+        int64_t drop = 0;
+        for (int64_t j = 0; j <= kk; ++j)
+          if (s.idx[j] == t) drop = j;
+        po[order[t]] = variation_sum(fs.get(), dim, t, s.idx.data(), kk + 1, drop);
       }
     });
   });

@@ -85,19 +85,29 @@ inline int bits_for(int64_t count) {  // bits to hold 0..count-1
   return b;
 }
 
-// Max-heap over (d, i) pairs stored in two parallel arrays: the root is the worst kept result.
-template <typename T>
-inline bool heap_greater(T da, int64_t ia, T db, int64_t ib) {
-  return da > db || (da == db && ia > ib);
+// Max-heap over (d, id) pairs stored in two parallel arrays: the root is the worst kept result.
+// Equal distances are ordered by key(id), the point's original index: ids may be tree positions
+// (KnnIndex's tree-position mode), ties still go to the lower original index.
+struct IdentityKey {
+  int64_t operator()(int64_t i) const { return i; }
+};
+struct PermKey {
+  const int64_t* perm;
+  int64_t operator()(int64_t i) const { return perm[i]; }
+};
+
+template <typename T, typename Key>
+inline bool heap_greater(T da, int64_t ia, T db, int64_t ib, Key key) {
+  return da > db || (da == db && key(ia) > key(ib));
 }
 
-template <typename T>
-inline void heap_sift_down(T* d, int64_t* id, int64_t size, int64_t pos, T dv, int64_t iv) {
+template <typename T, typename Key>
+inline void heap_sift_down(T* d, int64_t* id, int64_t size, int64_t pos, T dv, int64_t iv, Key key) {
   for (;;) {
     int64_t c = 2 * pos + 1;
     if (c >= size) break;
-    if (c + 1 < size && heap_greater(d[c + 1], id[c + 1], d[c], id[c])) ++c;
-    if (!heap_greater(d[c], id[c], dv, iv)) break;
+    if (c + 1 < size && heap_greater(d[c + 1], id[c + 1], d[c], id[c], key)) ++c;
+    if (!heap_greater(d[c], id[c], dv, iv, key)) break;
     d[pos] = d[c];
     id[pos] = id[c];
     pos = c;
@@ -106,12 +116,12 @@ inline void heap_sift_down(T* d, int64_t* id, int64_t size, int64_t pos, T dv, i
   id[pos] = iv;
 }
 
-template <typename T>
-inline void heap_push(T* d, int64_t* id, int64_t& size, T dv, int64_t iv) {
+template <typename T, typename Key>
+inline void heap_push(T* d, int64_t* id, int64_t& size, T dv, int64_t iv, Key key) {
   int64_t pos = size++;
   while (pos > 0) {
     const int64_t parent = (pos - 1) / 2;
-    if (!heap_greater(dv, iv, d[parent], id[parent])) break;
+    if (!heap_greater(dv, iv, d[parent], id[parent], key)) break;
     d[pos] = d[parent];
     id[pos] = id[parent];
     pos = parent;
@@ -120,21 +130,21 @@ inline void heap_push(T* d, int64_t* id, int64_t& size, T dv, int64_t iv) {
   id[pos] = iv;
 }
 
-// Floyd's heap construction over (d, i): the root becomes the worst entry.
-template <typename T>
-inline void heapify(T* d, int64_t* id, int64_t size) {
-  for (int64_t pos = size / 2 - 1; pos >= 0; --pos) heap_sift_down(d, id, size, pos, d[pos], id[pos]);
+// Floyd's heap construction: the root becomes the worst entry.
+template <typename T, typename Key>
+inline void heapify(T* d, int64_t* id, int64_t size, Key key) {
+  for (int64_t pos = size / 2 - 1; pos >= 0; --pos) heap_sift_down(d, id, size, pos, d[pos], id[pos], key);
 }
 
-// In-place heap sort: ascending by (d, i).
-template <typename T>
-inline void heap_sort(T* d, int64_t* id, int64_t size) {
+// In-place heap sort: ascending by (d, key(id)).
+template <typename T, typename Key>
+inline void heap_sort(T* d, int64_t* id, int64_t size, Key key) {
   for (int64_t s = size - 1; s > 0; --s) {
     const T dv = d[s];
     const int64_t iv = id[s];
     d[s] = d[0];
     id[s] = id[0];
-    heap_sift_down(d, id, s, 0, dv, iv);
+    heap_sift_down(d, id, s, 0, dv, iv, key);
   }
 }
 
@@ -159,6 +169,7 @@ struct KnnIndex<T>::Impl {
   T origin[3] = {0, 0, 0};
   double scale = 0;            // Morton cells per unit length
   int bits = kMaxMortonBitsPerAxis;  // Morton bits per axis
+  bool positions = false;      // report tree positions instead of original indices
 
   uint64_t morton(T x, T y, T z) const {
     const double maxc = double((1u << bits) - 1);
@@ -290,8 +301,19 @@ struct KnnIndex<T>::Impl {
 
   // The up-to-k nearest points with d2 <= radius2 (+inf: no limit) into (d, id): sorted
   // ascending when kSorted, else in visiting order while fewer than k are found, then a heap.
+  // Reported ids are original indices, or tree positions when `positions` is set; either way
+  // equal distances are ordered by original index.
   template <bool kSorted>
   int64_t search(T qx, T qy, T qz, int64_t k, T radius2, T* d, int64_t* id) const {
+    const int64_t* P = perm.data();
+    if (positions)
+      return search_impl<kSorted>(qx, qy, qz, k, radius2, d, id, PermKey{P}, [](int64_t t) { return t; });
+    return search_impl<kSorted>(qx, qy, qz, k, radius2, d, id, IdentityKey{}, [P](int64_t t) { return P[t]; });
+  }
+
+  template <bool kSorted, typename Key, typename Report>
+  int64_t search_impl(T qx, T qy, T qz, int64_t k, T radius2, T* d, int64_t* id, Key key,
+                      Report report) const {
     int64_t cnt = 0;
     struct Entry {
       int64_t node;
@@ -303,7 +325,6 @@ struct KnnIndex<T>::Impl {
     const T* X = xs.data();
     const T* Y = ys.data();
     const T* Z = zs.data();
-    const int64_t* P = perm.data();
     T buf[kLeafSize];
     const T root_d = box_dist(nd0[0], qx, qy, qz);
     if (!(root_d <= radius2)) return 0;
@@ -323,16 +344,16 @@ struct KnnIndex<T>::Impl {
             if (cnt < k) {
               if (dv <= radius2) {
                 if (kSorted) {
-                  heap_push(d, id, cnt, dv, P[a + j]);
+                  heap_push(d, id, cnt, dv, report(a + j), key);
                 } else {
                   d[cnt] = dv;
-                  id[cnt] = P[a + j];
-                  if (++cnt == k) heapify(d, id, cnt);
+                  id[cnt] = report(a + j);
+                  if (++cnt == k) heapify(d, id, cnt, key);
                 }
               }
             } else if (dv <= d[0]) {
-              const int64_t iv = P[a + j];
-              if (dv < d[0] || iv < id[0]) heap_sift_down(d, id, cnt, 0, dv, iv);
+              const int64_t iv = report(a + j);
+              if (dv < d[0] || key(iv) < key(id[0])) heap_sift_down(d, id, cnt, 0, dv, iv, key);
             }
           }
           break;
@@ -350,15 +371,33 @@ struct KnnIndex<T>::Impl {
         node = near;
       }
     }
-    if (kSorted) heap_sort(d, id, cnt);
+    if (kSorted) heap_sort(d, id, cnt, key);
     return cnt;
+  }
+
+  // The k nearest points (no radius) of q, given an earlier query prev_q (nullptr: none) whose
+  // k-th squared distance was prev_kth: its k neighbours lie within sqrt(prev_kth) + |q - prev_q|
+  // of q, so only that ball is searched (with a margin far above the rounding of the distances);
+  // if rounding ever left fewer than k inside, the search runs again without a limit. Returns
+  // the k-th squared distance of q (the largest kept).
+  template <bool kSorted>
+  T search_near(const T* q, int64_t k, const T* prev_q, T prev_kth, T* d, int64_t* id) const {
+    int64_t cnt = 0;
+    if (prev_q != nullptr) {
+      const double step = std::sqrt(double(sq_dist3(q[0], q[1], q[2], prev_q[0], prev_q[1], prev_q[2])));
+      const double r = (std::sqrt(double(prev_kth)) + step) * (1.0 + 1e-6);
+      cnt = search<kSorted>(q[0], q[1], q[2], k, T(r * r * (1.0 + 1e-5)), d, id);
+    }
+    if (cnt < k) search<kSorted>(q[0], q[1], q[2], k, std::numeric_limits<T>::infinity(), d, id);
+    return kSorted ? d[k - 1] : d[0];  // unsorted and full: d is a max-heap
   }
 };
 
 template <typename T>
-KnnIndex<T>::KnnIndex(const T* points, int64_t n) : impl_(new Impl) {
+KnnIndex<T>::KnnIndex(const T* points, int64_t n, bool report_tree_positions) : impl_(new Impl) {
   if (n < 1) throw std::invalid_argument("KnnIndex: need at least one point");
   impl_->build(points, n);
+  impl_->positions = report_tree_positions;
 }
 
 template <typename T>
@@ -367,6 +406,12 @@ KnnIndex<T>::~KnnIndex() = default;
 template <typename T>
 int64_t KnnIndex<T>::size() const {
   return impl_->n;
+}
+
+template <typename T>
+T KnnIndex<T>::query_knn_near(const T* q, int64_t k, const T* prev_q, T prev_kth2, T* d2,
+                              int64_t* idx) const {
+  return impl_->template search_near<false>(q, k, prev_q, prev_kth2, d2, idx);
 }
 
 template <typename T>
@@ -407,19 +452,8 @@ void KnnIndex<T>::query(const T* queries, int64_t m, int64_t k, T* d2, int64_t* 
         const T* q = queries + 3 * qi;
         T* dr = d2 + qi * k;
         int64_t* ir = idx + qi * k;
-        // The previous query's k neighbours are within (its k-th distance + the step between
-        // the two queries) of this one: search only that ball (with a margin far above the
-        // rounding of the distances); if rounding ever left fewer than k inside, search again
-        // without a limit.
-        int64_t cnt = 0;
-        if (prev_q != nullptr) {
-          const double step = std::sqrt(double(sq_dist3(q[0], q[1], q[2], prev_q[0], prev_q[1], prev_q[2])));
-          const double r = (std::sqrt(double(prev_kth)) + step) * (1.0 + 1e-6);
-          cnt = ix.template search<true>(q[0], q[1], q[2], k, T(r * r * (1.0 + 1e-5)), dr, ir);
-        }
-        if (cnt < k) ix.template search<true>(q[0], q[1], q[2], k, inf, dr, ir);
+        prev_kth = ix.template search_near<true>(q, k, prev_q, prev_kth, dr, ir);
         prev_q = q;
-        prev_kth = dr[k - 1];
       }
     }
   });

@@ -13,8 +13,11 @@ namespace cpu {
 template <typename T>
 class KnnIndex {
  public:
-  // points: (n,3) row-major, must outlive the index. n >= 1.
-  KnnIndex(const T* points, int64_t n);
+  // points: (n,3) row-major, must outlive the index. n >= 1. report_tree_positions: every query
+  // reports a point as its position in tree_order() instead of its index (ties are still
+  // broken by index), so a caller that copies per-point data into tree order reads its
+  // neighbours' rows from nearby memory.
+  explicit KnnIndex(const T* points, int64_t n, bool report_tree_positions = false);
   ~KnnIndex();
   KnnIndex(const KnnIndex&) = delete;
   KnnIndex& operator=(const KnnIndex&) = delete;
@@ -39,6 +42,12 @@ class KnnIndex {
   // case of a radius-limited search. For consumers that do not depend on the order (histograms)
   // or only in the last bits of a sum.
   int64_t query_ball(const T* q, int64_t k, T radius2, T* d2, int64_t* idx) const;
+
+  // The k nearest points (1 <= k <= size(), no radius), unordered like query_ball, for loops
+  // that visit nearby queries one after another: prev_q (or nullptr) is the previous query and
+  // prev_kth2 the value this returned for it, which bounds the search. Returns q's k-th squared
+  // distance.
+  T query_knn_near(const T* q, int64_t k, const T* prev_q, T prev_kth2, T* d2, int64_t* idx) const;
 
  private:
   struct Impl;
