@@ -252,6 +252,20 @@ def test_fpfh_naive_reference_tiny():
     assert torch.allclose(g.fpfh(p, n, 0.45, 25), naive_fpfh(p, n, 0.45, 25), rtol=0, atol=1e-9)
 
 
+def test_fpfh_random_normals_naive_reference():
+    # Random (not surface-consistent) normals spread theta over every bin, edges included: the
+    # kernel bins theta through a fast approximation with an exact fallback near bin edges.
+    rng = np.random.default_rng(7)
+    p = torch.from_numpy(rng.uniform(-1, 1, size=(600, 3)))
+    n = torch.from_numpy(rng.normal(size=(600, 3)))
+    n = n / n.norm(dim=1, keepdim=True)
+    assert torch.allclose(g.fpfh(p, n, 0.5, 40), naive_fpfh(p, n, 0.5, 40), rtol=0, atol=1e-9)
+    q = surface_cloud(50_000, dtype=torch.float64)
+    m = torch.from_numpy(rng.normal(size=(50_000, 3)))
+    m = m / m.norm(dim=1, keepdim=True)
+    assert torch.allclose(g.fpfh(q, m, 0.6, 60), o3d_fpfh_tensor(q, m, 0.6, 60), rtol=0, atol=1e-9)
+
+
 def test_fpfh_subhistograms_sum_to_200():
     p = surface_cloud(5000, dtype=torch.float64)
     n = g.normals(p, 1.0, 30)

@@ -6,7 +6,9 @@
 #define G3_HD __host__ __device__ __forceinline__
 #define G3_DEVICE __device__ __forceinline__
 #else
-#define G3_HD inline
+// always_inline: the math must be inlined into the multi-versioned CPU loops to be compiled
+// for their instruction sets (an out-of-line copy would run the baseline code).
+#define G3_HD inline __attribute__((always_inline))
 #endif
 
 #include <cstdint>

@@ -287,12 +287,14 @@ G3_HD void normal_from_moments(const Moments& m, double* out) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// FPFH. Pair feature of a source point (p1,n1) and a target (p2,n2): (theta, alpha, phi).
-// Degenerate pairs (coincident points, or d parallel to the source normal) give (0,0,0), which
-// is binned like any other pair (bin 5 of each angle), as Open3D does.
+// FPFH. Pair feature of a source point (p1,n1) and a target (p2,n2): theta = atan2(f[0], f[1]),
+// alpha = f[2], phi = f[3] (theta is kept as the atan2 arguments: only its bin is needed, see
+// theta_bin). Degenerate pairs (coincident points, or d parallel to the source normal) give
+// (0,0,0,0), theta = atan2(0,0) = 0, binned like any other pair (bin 5 of each angle), as Open3D
+// does.
 G3_HD void pair_feature(const double* p1, const double* n1, const double* p2, const double* n2,
                         double* f) {
-  f[0] = f[1] = f[2] = 0.0;
+  f[0] = f[1] = f[2] = f[3] = 0.0;
   double d[3] = {p2[0] - p1[0], p2[1] - p1[1], p2[2] - p1[2]};
   const double len = sqrt(dot3(d, d));
   if (len == 0.0) return;
@@ -324,9 +326,10 @@ G3_HD void pair_feature(const double* p1, const double* n1, const double* p2, co
   v[2] /= vlen;
   double w[3];
   cross3(u, v, w);
-  f[0] = atan2(dot3(w, nt), dot3(u, nt));
-  f[1] = dot3(v, nt);
-  f[2] = phi;
+  f[0] = dot3(w, nt);
+  f[1] = dot3(u, nt);
+  f[2] = dot3(v, nt);
+  f[3] = phi;
 }
 
 G3_HD int clamp_bin(double x) {
@@ -334,11 +337,34 @@ G3_HD int clamp_bin(double x) {
   return b < 0 ? 0 : (b >= kBinsPerAngle ? kBinsPerAngle - 1 : b);
 }
 
-// The three SPFH bins (0..32) a pair feature falls in.
+// Bin of theta = atan2(y, x): clamp_bin(11 (theta + pi) / (2 pi)), exactly as computed with
+// atan2, at a fraction of its cost. A cheap approximation (Rajan et al. 2006, max error
+// 0.00151 rad, i.e. 0.0027 bin widths, checked on 2e7 angles) decides the bin whenever it lies
+// more than kThetaMargin bin widths from a bin edge; within the margin (about 2% of pairs, and
+// every pair near theta = +-pi, where the sign of a zero y matters) atan2 itself decides.
+constexpr double kThetaMargin = 0.01;
+
+G3_HD int theta_bin(double y, double x) {
+  const double ax = fabs(x), ay = fabs(y);
+  const double hi = ax > ay ? ax : ay;
+  if (hi > 0.0 && hi <= kDoubleMax) {
+    const double a = (ax > ay ? ay : ax) / hi;
+    double r = 0.7853981633974483 * a - a * (a - 1.0) * (0.2447 + 0.0663 * a);
+    if (ay > ax) r = 1.5707963267948966 - r;
+    if (x < 0.0) r = kPi - r;
+    if (y < 0.0) r = -r;
+    const double v = 11.0 * (r + kPi) / (2.0 * kPi);
+    const double fl = floor(v);
+    if (v - fl > kThetaMargin && fl + 1.0 - v > kThetaMargin) return clamp_bin(v);
+  }
+  return clamp_bin(11.0 * (atan2(y, x) + kPi) / (2.0 * kPi));
+}
+
+// The three SPFH bins (0..32) of a pair feature.
 G3_HD void pair_bins(const double* f, int* bins) {
-  bins[0] = clamp_bin(11.0 * (f[0] + kPi) / (2.0 * kPi));
-  bins[1] = kBinsPerAngle + clamp_bin(11.0 * (f[1] + 1.0) * 0.5);
-  bins[2] = 2 * kBinsPerAngle + clamp_bin(11.0 * (f[2] + 1.0) * 0.5);
+  bins[0] = theta_bin(f[0], f[1]);
+  bins[1] = kBinsPerAngle + clamp_bin(11.0 * (f[2] + 1.0) * 0.5);
+  bins[2] = 2 * kBinsPerAngle + clamp_bin(11.0 * (f[3] + 1.0) * 0.5);
 }
 
 // SPFH value per pair for a neighbourhood of n points (the point itself included): each

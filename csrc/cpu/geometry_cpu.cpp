@@ -108,7 +108,7 @@ G3_CPU_MULTIVERSION void spfh_row(const double* pp, const double* pn, int64_t i,
       skipped = true;
       continue;
     }
-    double f[3];
+    double f[4];
     int bins[3];
     gm::pair_feature(pp + 3 * i, pn + 3 * i, pp + 3 * nb[j], pn + 3 * nb[j], f);
     gm::pair_bins(f, bins);

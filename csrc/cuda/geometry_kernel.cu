@@ -73,7 +73,7 @@ __global__ void spfh_kernel(const double* points, const double* normals, const i
   // Position 0 is the point itself or a coincident copy (a zero pair either way): skipped.
   for (int32_t t = 1; t < c; ++t) {
     const int64_t o = lists[j * k + t];
-    double f[3];
+    double f[4];
     int bins[3];
     gm::pair_feature(points + 3 * i, normals + 3 * i, points + 3 * o, normals + 3 * o, f);
     gm::pair_bins(f, bins);
