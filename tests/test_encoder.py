@@ -158,3 +158,51 @@ def test_extract_group_features_is_one_sequence_over_all_groups():
     nb, c, _, _ = make_groups(pts, 20, 16)
     with torch.no_grad():
         torch.testing.assert_close(f, enc.eval()(nb[None], c[None])[0])
+
+
+def pointmae_embed(mini, groups):
+    """Point-MAE's Encoder.forward, verbatim: Conv1d over (M,3,k), cat(global, per-point)."""
+    m, k, _ = groups.shape
+    feature = mini.first_conv(groups.transpose(2, 1))
+    global_feature = torch.max(feature, dim=2, keepdim=True)[0]
+    feature = torch.cat([global_feature.expand(-1, -1, k), feature], dim=1)
+    feature = mini.second_conv(feature)
+    return torch.max(feature, dim=2, keepdim=False)[0]
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_minipointnet_equals_pointmae_conv_formula(train):
+    # Our embedding runs points-last, splits the cat() layer and folds eval BatchNorm: the
+    # official formulation is the oracle, values and gradients, BN statistics in both modes.
+    torch.manual_seed(3)
+    ours = small_encoder().double().encoder
+    for bn in (ours.first_conv[1], ours.second_conv[1]):  # non-trivial running statistics
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.2, 0.2)
+    ref = small_encoder().double().encoder
+    ref.load_state_dict(ours.state_dict())
+    ours.train(train)
+    ref.train(train)
+    g = torch.randn(40, 9, 3, dtype=torch.float64)
+    a, b = ours.embed(g), pointmae_embed(ref, g)
+    torch.testing.assert_close(a, b)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    for (n, p), q in zip(ours.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=n)
+    if train:  # running statistics updated the same way
+        torch.testing.assert_close(ours.second_conv[1].running_var, ref.second_conv[1].running_var)
+
+
+def test_extract_group_features_bf16_close_to_fp32_and_bad_precision():
+    pts = shape_cloud("sphere", 800)
+    enc = small_encoder()
+    f32 = extract_group_features(enc, pts, group_size=16, n_groups=20)
+    bf = extract_group_features(enc, pts, group_size=16, n_groups=20, precision="bf16")
+    assert bf.dtype == torch.float32 and bf.shape == f32.shape
+    assert not torch.equal(bf, f32)  # it did run in bfloat16
+    assert ((bf - f32).norm() / f32.norm()) < 0.05
+    with pytest.raises(ValueError, match="precision"):
+        extract_group_features(enc, pts, group_size=16, n_groups=20, precision="fp16")

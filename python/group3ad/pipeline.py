@@ -145,7 +145,7 @@ class Group3AD:
     def _features(self, pts: torch.Tensor, centres: np.ndarray) -> torch.Tensor:
         from .encoding import group_features
 
-        return group_features(self.encoder, pts, centres, self.config.group_size)
+        return group_features(self.encoder, pts, centres, self.config.group_size, self.config.precision)
 
     # -- score ----------------------------------------------------------------------------------
 

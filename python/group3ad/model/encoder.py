@@ -35,6 +35,12 @@ from torch.utils.checkpoint import checkpoint
 FEATURE_BLOCKS = (3, 7, 11)
 
 
+def _fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor, bn: nn.BatchNorm1d):
+    """(W (out,in), b (out,)) followed by eval-mode BatchNorm -> one affine layer (W', b')."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return weight * scale[:, None], (bias - bn.running_mean) * scale + bn.bias
+
+
 class MiniPointNet(nn.Module):
     """Point-MAE ``Encoder``: per-group shared MLP with max pooling, (B,G,k,3) -> (B,G,C)."""
 
@@ -48,13 +54,35 @@ class MiniPointNet(nn.Module):
             nn.Conv1d(512, encoder_channel, 1))
 
     def embed(self, groups: torch.Tensor) -> torch.Tensor:
-        """groups (M,k,3) -> (M,C)."""
+        """groups (M,k,3) -> (M,C).
+
+        Point-MAE's maths, computed points-last: every 1x1 Conv1d is a matrix product over
+        (M*k, channels) rows, and BatchNorm1d normalises those rows (the same statistics as over
+        (M, channels, k)). The second block's first layer sees ``cat(global, per-point)``: its
+        weight is applied in two halves, the global half once per group instead of once per
+        point (a quarter of the encoder's work saved; equal up to float rounding).
+        """
         m, k, _ = groups.shape
-        feature = self.first_conv(groups.transpose(2, 1))            # (M,256,k)
-        global_feature = feature.max(dim=2, keepdim=True).values      # (M,256,1)
-        feature = torch.cat([global_feature.expand(-1, -1, k), feature], dim=1)  # (M,512,k)
-        feature = self.second_conv(feature)                           # (M,C,k)
-        return feature.max(dim=2).values
+        conv1, bn1, _, conv2 = self.first_conv
+        conv3, bn2, _, conv4 = self.second_conv
+        w1, b1 = conv1.weight[..., 0], conv1.bias
+        w3, b3 = conv3.weight[..., 0], conv3.bias
+        folded = not (bn1.training or bn2.training)
+        if folded:  # eval mode: each BatchNorm is an affine map, folded into the layer before it
+            w1, b1 = _fold_batchnorm(w1, b1, bn1)
+            w3, b3 = _fold_batchnorm(w3, b3, bn2)
+        x = F.linear(groups.reshape(m * k, 3), w1, b1)
+        x = F.relu_(x if folded else bn1(x))
+        feature = F.linear(x, conv2.weight[..., 0], conv2.bias)                # (M*k,256)
+        global_feature = feature.view(m, k, -1).max(dim=1).values             # (M,256)
+        half = global_feature.shape[1]
+        per_group = F.linear(global_feature, w3[:, :half], b3)                # (M,512)
+        x = F.linear(feature, w3[:, half:]).view(m, k, -1)
+        x = x.add_(per_group[:, None, :]).view(m * k, -1) if folded else \
+            bn2((x + per_group[:, None, :]).view(m * k, -1))
+        x = F.relu_(x)
+        feature = F.linear(x, conv4.weight[..., 0], conv4.bias)              # (M*k,C)
+        return feature.view(m, k, -1).max(dim=1).values
 
     def forward(self, point_groups: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
         """point_groups (B,G,k,3) -> (B,G,C). ``chunk``: groups per pass (eval-mode BN only)."""
