@@ -41,9 +41,11 @@ torch.manual_seed(0)
 from benchmarks.common import surface_cloud
 from group3ad.config import Group3ADConfig
 from group3ad.pipeline import Group3AD, centred
-N, G, DEV = {n}, {groups}, {device!r}
+N, G, DEV, PREC = {n}, {groups}, {device!r}, {precision!r}
 cfg = Group3ADConfig(n_groups_train=1024, n_groups_test=G, memory_size=10000, coord_memory_size=10000,
-                     use_iun_ian=False, pretrain_epochs=0, device=DEV)
+                     use_iun_ian=False, pretrain_epochs=0, device=DEV, precision=PREC)
+def encoder_precision():
+    return torch.autocast(DEV.split(':')[0], dtype=torch.bfloat16, enabled=PREC == 'bf16')
 cfg.registration.max_iteration = 100000
 train = [surface_cloud(N, seed=s).double().numpy() for s in (0, 1)]
 model = Group3AD(cfg).fit(train, show_progress=False)
@@ -68,7 +70,7 @@ pts = kernels.as_tensor(reg, dev)
 ci = stage('centres', lambda: model.test_centres(reg))
 idx_t = torch.as_tensor(ci, device=dev)
 neigh = stage('group', lambda: kernels.group(pts, idx_t, cfg.group_size)[0])
-with torch.no_grad():
+with torch.no_grad(), encoder_precision():
     feats = stage('encode', lambda: model.encoder(neigh[None], pts[idx_t][None])[0].float())
 gs = stage('bank', lambda: model.feature_bank.query(feats, k=1)[0][:, 0].cpu().numpy())
 ps = stage('to_points', lambda: model.interpolate(reg, reg[ci], gs.astype(np.float64)))
@@ -104,7 +106,7 @@ def group():
     _, nb = tree.query(reg[ci], k=cfg.group_size, workers=-1)
     return tree, torch.from_numpy((reg[nb] - reg[ci][:, None]).astype(np.float32))
 tree, neigh = stage('group', group)
-with torch.no_grad():
+with torch.no_grad(), encoder_precision():
     feats = stage('encode', lambda: model.encoder(neigh[None].to(model.device), torch.from_numpy(reg[ci].astype(np.float32))[None].to(model.device))[0].float().cpu().numpy())
 def bank_search():
     b = np.ascontiguousarray(BANK)
@@ -125,39 +127,39 @@ print(json.dumps({{'times': times, 'peaks': peaks}}))
 """
 
 
-def speed(n: int, groups: int, device: str) -> Table:
+def speed(n: int, groups: int, device: str, precisions=("fp32", "bf16")) -> Table:
     t = Table(f"pipeline_speed_{device}", f"Scoring one {n:,}-point cloud, stage by stage ({device})")
-    fmt = dict(python=os.path.join(ROOT, "python"), root=ROOT, n=n, groups=groups, device=device)
     runs = {}
-    for name, body in (("group3ad", _OURS), ("Reg3D-AD-style peers", _PEER)):
-        if name != "group3ad" and device != "cpu":
-            continue
-        print(f"  running {name} ...", flush=True)
-        runs[name] = measure_in_subprocess((_SETUP + body).format(**fmt))
-    for stage in STAGES:
+    for prec in precisions:
+        for name, body in (("group3ad", _OURS), ("Reg3D-AD-style peers", _PEER)):
+            if name != "group3ad" and device != "cpu":
+                continue
+            fmt = dict(python=os.path.join(ROOT, "python"), root=ROOT, n=n, groups=groups,
+                       device=device, precision=prec)
+            label = f"{name} {prec}"
+            print(f"  running {label} ...", flush=True)
+            runs[label] = measure_in_subprocess((_SETUP + body).format(**fmt))
+    for stage in (*STAGES, "total"):
         row = {"stage": stage}
-        for name, r in runs.items():
-            row[f"{name} s"] = r["times"][stage]
-            row[f"{name} peak MiB"] = r["peaks"][stage]
-        if len(runs) == 2:
-            a, b = (runs[k]["times"][stage] for k in runs)
-            row["speed-up"] = b / a if a > 0 else float("nan")
+        for label, r in runs.items():
+            if stage == "total":
+                row[f"{label} s"] = sum(r["times"].values())
+                row[f"{label} peak MiB"] = max(r["peaks"].values())
+            else:
+                row[f"{label} s"] = r["times"][stage]
+                row[f"{label} peak MiB"] = r["peaks"][stage]
+        for prec in precisions:  # peer time / our time at the same encoder precision
+            ours, peer = row.get(f"group3ad {prec} s"), row.get(f"Reg3D-AD-style peers {prec} s")
+            if ours and peer:
+                row[f"speed-up {prec}"] = peer / ours
         t.add(**row)
-    total = {"stage": "total"}
-    for name, r in runs.items():
-        total[f"{name} s"] = sum(r["times"].values())
-        total[f"{name} peak MiB"] = max(r["peaks"].values())
-    if len(runs) == 2:
-        a, b = (sum(runs[k]["times"].values()) for k in runs)
-        total["speed-up"] = b / a
-    t.add(**total)
     t.notes += [
         f"{groups} test groups of 128 points (the paper scores 16384), coordinate and feature banks "
         "of 10000, untrained encoder, 2 training clouds; peak MiB = process peak RSS after the stage.",
-        "Both paths share the encoder module (same cost); they differ in registration features, "
-        "centre selection (ours AGCS, which also computes FPFH variation; peer plain FPS), kNN and "
-        "bank search.",
-        "Shared 2-core machine with other jobs running: timings are noisy.",
+        "Both paths share the encoder module (same cost at the same precision); they differ in "
+        "registration features, centre selection (ours AGCS, which also computes FPFH variation; "
+        "peer plain FPS), kNN and bank search. fp32 / bf16: the encoder's arithmetic "
+        "(config precision; bf16 = torch.autocast, matrix products in bfloat16).",
     ]
     return t
 
@@ -193,6 +195,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="200k points, 1024 groups")
     ap.add_argument("--points", type=int, help="cloud size (default 1M, --quick 200k)")
     ap.add_argument("--groups", type=int, help="test groups (default 4096, --quick 1024)")
+    ap.add_argument("--precision", choices=("fp32", "bf16", "both"), default="both",
+                    help="encoder precision(s) to run (default both)")
     ap.add_argument("--quality", action="store_true", help="run the methods table instead")
     ap.add_argument("--preset", default="small")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "bench_quality"))
@@ -203,7 +207,8 @@ def main(argv=None) -> int:
         return 0
     n = args.points or (200_000 if args.quick else 1_000_000)
     g = args.groups or (1024 if args.quick else 4096)
-    speed(n, g, args.device).write()
+    precisions = ("fp32", "bf16") if args.precision == "both" else (args.precision,)
+    speed(n, g, args.device, precisions).write()
     return 0
 
 
