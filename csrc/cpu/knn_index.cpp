@@ -459,20 +459,23 @@ void KnnIndex<T>::query(const T* queries, int64_t m, int64_t k, T* d2, int64_t* 
   });
 }
 
+// Hybrid search shared by query_one (sorted) and query_ball (unordered).
+template <typename T, bool kSorted, typename Impl>
+int64_t hybrid_query(const Impl& ix, const T* q, int64_t k, T radius2, T* d2, int64_t* idx) {
+  if (k < 1) return 0;
+  const int64_t kk = std::min(k, ix.n);
+  const T limit = radius2 < T(0) ? std::numeric_limits<T>::infinity() : radius2;
+  return ix.template search<kSorted>(q[0], q[1], q[2], kk, limit, d2, idx);
+}
+
 template <typename T>
 int64_t KnnIndex<T>::query_one(const T* q, int64_t k, T radius2, T* d2, int64_t* idx) const {
-  if (k < 1) return 0;
-  const int64_t kk = std::min(k, impl_->n);
-  const T limit = radius2 < T(0) ? std::numeric_limits<T>::infinity() : radius2;
-  return impl_->template search<true>(q[0], q[1], q[2], kk, limit, d2, idx);
+  return hybrid_query<T, true>(*impl_, q, k, radius2, d2, idx);
 }
 
 template <typename T>
 int64_t KnnIndex<T>::query_ball(const T* q, int64_t k, T radius2, T* d2, int64_t* idx) const {
-  if (k < 1) return 0;
-  const int64_t kk = std::min(k, impl_->n);
-  const T limit = radius2 < T(0) ? std::numeric_limits<T>::infinity() : radius2;
-  return impl_->template search<false>(q[0], q[1], q[2], kk, limit, d2, idx);
+  return hybrid_query<T, false>(*impl_, q, k, radius2, d2, idx);
 }
 
 template class KnnIndex<float>;
