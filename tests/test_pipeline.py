@@ -144,3 +144,20 @@ def test_deterministic_two_runs(data):
 def test_leave_one_out_skips_self_matches():
     d = np.array([[0.0, 2.0], [1.0, 3.0], [0.0, 4.0]])
     np.testing.assert_array_equal(leave_one_out(d, np.array([True, False, False])), [2.0, 1.0, 0.0])
+
+
+def test_workspace_encoder_cache_keys_on_registration():
+    # evaluate() shares encoders between methods of a category; an encoder pretrained on the
+    # unregistered clouds (PatchCore(PointMAE)) must not be reused by a registered method, or a
+    # method's result would depend on which methods ran before it.
+    from group3ad.evaluate import Workspace
+
+    ws = Workspace()
+    clouds = [torch.from_numpy(_blob(500, s)[0]).float() for s in range(2)]
+    registered = _cfg()
+    registered.registration.enabled = True
+    unregistered = _cfg()
+    a = ws.encoder(unregistered, clouds, "cpu")
+    b = ws.encoder(registered, clouds, "cpu")
+    assert a is not b
+    assert ws.encoder(registered, clouds, "cpu") is b and ws.encoder(_cfg(), clouds, "cpu") is a

@@ -78,8 +78,11 @@ class Workspace:
     def encoder(self, cfg: Group3ADConfig, tensors, device):
         from .encoding import pretrained_encoder, train_iun_ian
 
-        base = (cfg.encoder_checkpoint, cfg.pretrain_epochs, json.dumps(cfg.pretrain_options, sort_keys=True),
-                cfg.group_size, cfg.seed, str(device))
+        # The training clouds differ between methods only by their registration (or none):
+        # an encoder pretrained on unregistered clouds must not serve a registered method.
+        data = self._regkey(cfg) if cfg.registration.enabled else "unregistered"
+        base = (data, cfg.encoder_checkpoint, cfg.pretrain_epochs,
+                json.dumps(cfg.pretrain_options, sort_keys=True), cfg.group_size, cfg.seed, str(device))
         if base not in self._encoders:
             self._encoders[base] = pretrained_encoder(cfg, tensors, device)
         if not (cfg.use_iun_ian and cfg.train_epochs > 0):
