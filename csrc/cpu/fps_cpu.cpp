@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/fps_math.h"
+#include "op_checks.h"
 
 namespace {
 
@@ -373,16 +374,8 @@ void fps_dense_cloud(const T* feats, int64_t n, int64_t dim, const int64_t* seed
 
 at::Tensor fps_cpu(const at::Tensor& points, const at::Tensor& lengths, const at::Tensor& start_idx,
                    int64_t n_samples) {
-  TORCH_CHECK(points.dim() == 3 && points.size(2) >= 1, "fps: points must be (B,N,D), D >= 1");
-  TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble,
-              "fps: points must be float32 or float64");
-  TORCH_CHECK(lengths.scalar_type() == at::kLong && start_idx.scalar_type() == at::kLong,
-              "fps: lengths and start_idx must be int64");
+  g3::check_fps_args(points, lengths, start_idx, n_samples);
   const int64_t B = points.size(0), N = points.size(1), D = points.size(2);
-  TORCH_CHECK(lengths.dim() == 1 && lengths.size(0) == B, "fps: lengths must be (B,)");
-  TORCH_CHECK(start_idx.dim() == 2 && start_idx.size(0) == B && start_idx.size(1) >= 1 &&
-                  start_idx.size(1) <= n_samples,
-              "fps: start_idx must be (B,S) with 1 <= S <= n_samples");
   const at::Tensor pts = points.contiguous();
   const at::Tensor len = lengths.contiguous();
   const at::Tensor seeds = start_idx.contiguous();

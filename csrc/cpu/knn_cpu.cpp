@@ -9,22 +9,15 @@
 #include <tuple>
 
 #include "cpu/knn_index.h"
+#include "op_checks.h"
 
 namespace {
 
 std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& query, const at::Tensor& points,
                                            const at::Tensor& query_lengths,
                                            const at::Tensor& point_lengths, int64_t k) {
-  TORCH_CHECK(query.dim() == 3 && query.size(2) == 3, "knn: query must be (B,M,3)");
-  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3, "knn: points must be (B,N,3)");
-  TORCH_CHECK(query.size(0) == points.size(0), "knn: query and points batch sizes differ");
-  TORCH_CHECK(query.scalar_type() == points.scalar_type(), "knn: query and points dtypes differ");
-  TORCH_CHECK(query.scalar_type() == at::kFloat || query.scalar_type() == at::kDouble,
-              "knn: points must be float32 or float64");
+  g3::check_knn_args(query, points, query_lengths, point_lengths, k);
   const int64_t B = points.size(0), M = query.size(1), N = points.size(1);
-  TORCH_CHECK(query_lengths.dim() == 1 && query_lengths.size(0) == B, "knn: query_lengths must be (B,)");
-  TORCH_CHECK(point_lengths.dim() == 1 && point_lengths.size(0) == B, "knn: point_lengths must be (B,)");
-  TORCH_CHECK(k >= 1, "knn: k must be >= 1");
 
   const at::Tensor q = query.contiguous();
   const at::Tensor p = points.contiguous();

@@ -1,0 +1,44 @@
+// Schema-level invariants of the ops, checked by every backend's glue before it touches data.
+// The Python wrappers raise ValueErrors for a caller's mistakes first; these guard direct
+// torch.ops calls. One copy for the CPU and the CUDA glue (host code only).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+namespace g3 {
+
+inline void check_knn_args(const at::Tensor& query, const at::Tensor& points,
+                           const at::Tensor& query_lengths, const at::Tensor& point_lengths,
+                           int64_t k) {
+  TORCH_CHECK(query.dim() == 3 && query.size(2) == 3, "knn: query must be (B,M,3)");
+  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3, "knn: points must be (B,N,3)");
+  TORCH_CHECK(query.size(0) == points.size(0), "knn: query and points batch sizes differ");
+  TORCH_CHECK(query.scalar_type() == points.scalar_type(), "knn: query and points dtypes differ");
+  TORCH_CHECK(query.scalar_type() == at::kFloat || query.scalar_type() == at::kDouble,
+              "knn: points must be float32 or float64");
+  TORCH_CHECK(query.device() == points.device(), "knn: query and points are on different devices");
+  const int64_t B = points.size(0);
+  TORCH_CHECK(query_lengths.dim() == 1 && query_lengths.size(0) == B, "knn: query_lengths must be (B,)");
+  TORCH_CHECK(point_lengths.dim() == 1 && point_lengths.size(0) == B, "knn: point_lengths must be (B,)");
+  TORCH_CHECK(k >= 1, "knn: k must be >= 1");
+}
+
+inline void check_fps_args(const at::Tensor& points, const at::Tensor& lengths,
+                           const at::Tensor& start_idx, int64_t n_samples) {
+  TORCH_CHECK(points.dim() == 3 && points.size(2) >= 1, "fps: points must be (B,N,D), D >= 1");
+  TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble,
+              "fps: points must be float32 or float64");
+  TORCH_CHECK(lengths.scalar_type() == at::kLong && start_idx.scalar_type() == at::kLong,
+              "fps: lengths and start_idx must be int64");
+  TORCH_CHECK(lengths.device() == points.device() && start_idx.device() == points.device(),
+              "fps: points, lengths and start_idx must be on the same device");
+  const int64_t B = points.size(0);
+  TORCH_CHECK(lengths.dim() == 1 && lengths.size(0) == B, "fps: lengths must be (B,)");
+  TORCH_CHECK(start_idx.dim() == 2 && start_idx.size(0) == B && start_idx.size(1) >= 1 &&
+                  start_idx.size(1) <= n_samples,
+              "fps: start_idx must be (B,S) with 1 <= S <= n_samples");
+  TORCH_CHECK(n_samples >= 1, "fps: n_samples must be >= 1");
+}
+
+}  // namespace g3
