@@ -24,6 +24,13 @@ inline void check_knn_args(const at::Tensor& query, const at::Tensor& points,
   TORCH_CHECK(k >= 1, "knn: k must be >= 1");
 }
 
+// One cloud b of a knn batch: nq query rows and np points used of M and N, k neighbours.
+inline void check_knn_cloud(int64_t b, int64_t nq, int64_t np, int64_t M, int64_t N, int64_t k) {
+  TORCH_CHECK(nq >= 0 && nq <= M, "knn: query_lengths[", b, "] = ", nq, " is outside [0, ", M, "]");
+  TORCH_CHECK(np >= 1 && np <= N, "knn: point_lengths[", b, "] = ", np, " is outside [1, ", N, "]");
+  TORCH_CHECK(k <= np, "knn: k = ", k, " exceeds point_lengths[", b, "] = ", np);
+}
+
 inline void check_fps_args(const at::Tensor& points, const at::Tensor& lengths,
                            const at::Tensor& start_idx, int64_t n_samples) {
   TORCH_CHECK(points.dim() == 3 && points.size(2) >= 1, "fps: points must be (B,N,D), D >= 1");

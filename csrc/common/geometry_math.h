@@ -133,56 +133,51 @@ G3_HD void eigenvector_simple(const double a[3][3], double ev, double* out) {
   out[2] = 1.0;
 }
 
+// a x for a symmetric 3x3 a (upper triangle read), each row summed left to right.
+G3_HD void sym_times(const double a[3][3], const double* x, double* out) {
+  out[0] = a[0][0] * x[0] + a[0][1] * x[1] + a[0][2] * x[2];
+  out[1] = a[0][1] * x[0] + a[1][1] * x[1] + a[1][2] * x[2];
+  out[2] = a[0][2] * x[0] + a[1][2] * x[1] + a[2][2] * x[2];
+}
+
+// Scales (p, q) to unit length the way Open3D's eigenvector solver does: divide by the entry of
+// larger magnitude, then by sqrt(1 + r^2). Leaves them and returns false when both are zero.
+G3_HD bool unit_pair(double& p, double& q) {
+  const double ap = fabs(p), aq = fabs(q);
+  if (!((ap > aq ? ap : aq) > 0.0)) return false;
+  if (ap >= aq) {
+    q /= p;
+    p = 1.0 / sqrt(1.0 + q * q);
+    q *= p;
+  } else {
+    p /= q;
+    q = 1.0 / sqrt(1.0 + p * p);
+    p *= q;
+  }
+  return true;
+}
+
 // Second eigenvector, in the plane orthogonal to the unit eigenvector e0, for eigenvalue ev.
 G3_HD void eigenvector_in_plane(const double a[3][3], const double* e0, double ev, double* out) {
   double u[3], v[3];
   any_orthogonal(e0, u);
   cross3(e0, u, v);
-  const double au[3] = {a[0][0] * u[0] + a[0][1] * u[1] + a[0][2] * u[2],
-                        a[0][1] * u[0] + a[1][1] * u[1] + a[1][2] * u[2],
-                        a[0][2] * u[0] + a[1][2] * u[1] + a[2][2] * u[2]};
-  const double av[3] = {a[0][0] * v[0] + a[0][1] * v[1] + a[0][2] * v[2],
-                        a[0][1] * v[0] + a[1][1] * v[1] + a[1][2] * v[2],
-                        a[0][2] * v[0] + a[1][2] * v[1] + a[2][2] * v[2]};
-  double m00 = u[0] * au[0] + u[1] * au[1] + u[2] * au[2] - ev;
-  double m01 = u[0] * av[0] + u[1] * av[1] + u[2] * av[2];
-  double m11 = v[0] * av[0] + v[1] * av[1] + v[2] * av[2] - ev;
-  const double abs00 = fabs(m00), abs01 = fabs(m01), abs11 = fabs(m11);
-  double cu, cv;  // out = cu * u - cv * v
-  if (abs00 >= abs11) {
-    if ((abs00 > abs01 ? abs00 : abs01) > 0.0) {
-      if (abs00 >= abs01) {
-        m01 /= m00;
-        m00 = 1.0 / sqrt(1.0 + m01 * m01);
-        m01 *= m00;
-      } else {
-        m00 /= m01;
-        m01 = 1.0 / sqrt(1.0 + m00 * m00);
-        m00 *= m01;
-      }
+  double au[3], av[3];
+  sym_times(a, u, au);
+  sym_times(a, v, av);
+  double m00 = dot3(u, au) - ev;
+  double m01 = dot3(u, av);
+  double m11 = dot3(v, av) - ev;
+  // out = cu * u - cv * v, from the row of larger diagonal entry, as Open3D does.
+  double cu = 1.0, cv = 0.0;
+  if (fabs(m00) >= fabs(m11)) {
+    if (unit_pair(m00, m01)) {
       cu = m01;
       cv = m00;
-    } else {
-      cu = 1.0;
-      cv = 0.0;
     }
-  } else {
-    if ((abs11 > abs01 ? abs11 : abs01) > 0.0) {
-      if (abs11 >= abs01) {
-        m01 /= m11;
-        m11 = 1.0 / sqrt(1.0 + m01 * m01);
-        m01 *= m11;
-      } else {
-        m11 /= m01;
-        m01 = 1.0 / sqrt(1.0 + m11 * m11);
-        m11 *= m01;
-      }
-      cu = m11;
-      cv = m01;
-    } else {
-      cu = 1.0;
-      cv = 0.0;
-    }
+  } else if (unit_pair(m11, m01)) {
+    cu = m11;
+    cv = m01;
   }
   out[0] = cu * u[0] - cv * v[0];
   out[1] = cu * u[1] - cv * v[1];

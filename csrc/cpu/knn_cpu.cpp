@@ -35,9 +35,7 @@ std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& query, const at::Te
     int64_t* ip = idx.data_ptr<int64_t>();
     for (int64_t b = 0; b < B; ++b) {
       const int64_t nq = qlp[b], np = plp[b];
-      TORCH_CHECK(nq >= 0 && nq <= M, "knn: query_lengths[", b, "] = ", nq, " is outside [0, ", M, "]");
-      TORCH_CHECK(np >= 1 && np <= N, "knn: point_lengths[", b, "] = ", np, " is outside [1, ", N, "]");
-      TORCH_CHECK(k <= np, "knn: k = ", k, " exceeds point_lengths[", b, "] = ", np);
+      g3::check_knn_cloud(b, nq, np, M, N, k);
       scalar_t* db = dp + b * M * k;
       int64_t* ib = ip + b * M * k;
       if (nq > 0) {

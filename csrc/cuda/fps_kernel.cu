@@ -61,15 +61,21 @@ __device__ __forceinline__ void keep_better(T& v, int64_t& i, T ov, int64_t oi) 
   }
 }
 
+// Warp-wide arg-max (value, lowest index) into lane 0.
+template <typename T>
+__device__ __forceinline__ void warp_argmax(T& v, int64_t& i) {
+  for (int off = 16; off > 0; off >>= 1) {
+    keep_better(v, i, __shfl_down_sync(0xffffffffu, v, off), __shfl_down_sync(0xffffffffu, i, off));
+  }
+}
+
 // Block-wide arg-max (value, lowest index); every thread gets the result.
 template <typename T>
 __device__ __forceinline__ void block_argmax(T& v, int64_t& i) {
   __shared__ T sv[kWarps + 1];
   __shared__ int64_t si[kWarps + 1];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int off = 16; off > 0; off >>= 1) {
-    keep_better(v, i, __shfl_down_sync(0xffffffffu, v, off), __shfl_down_sync(0xffffffffu, i, off));
-  }
+  warp_argmax(v, i);
   if (lane == 0) {
     sv[warp] = v;
     si[warp] = i;
@@ -78,9 +84,7 @@ __device__ __forceinline__ void block_argmax(T& v, int64_t& i) {
   if (warp == 0) {
     v = lane < kWarps ? sv[lane] : -pos_inf<T>();
     i = lane < kWarps ? si[lane] : kNoIndex;
-    for (int off = 16; off > 0; off >>= 1) {
-      keep_better(v, i, __shfl_down_sync(0xffffffffu, v, off), __shfl_down_sync(0xffffffffu, i, off));
-    }
+    warp_argmax(v, i);
     if (lane == 0) {
       sv[kWarps] = v;
       si[kWarps] = i;

@@ -39,9 +39,7 @@ std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& query, const at::T
     int64_t* ip = idx.data_ptr<int64_t>();
     for (int64_t b = 0; b < B; ++b) {
       const int64_t nq = ql.data_ptr<int64_t>()[b], np = pl.data_ptr<int64_t>()[b];
-      TORCH_CHECK(nq >= 0 && nq <= M, "knn: query_lengths[", b, "] = ", nq, " is outside [0, ", M, "]");
-      TORCH_CHECK(np >= 1 && np <= N, "knn: point_lengths[", b, "] = ", np, " is outside [1, ", N, "]");
-      TORCH_CHECK(k <= np, "knn: k = ", k, " exceeds point_lengths[", b, "] = ", np);
+      g3::check_knn_cloud(b, nq, np, M, N, k);
       if (nq > 0) {
         const cudaError_t err = g3::cuda::knn_launch<scalar_t>(qp + b * M * 3, nq, pp + b * N * 3, np, k,
                                                                dp + b * M * k, ip + b * M * k, stream);
