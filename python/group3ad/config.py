@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import UserError
+from .validation import check_fields, positive, positive_int
 
 REGISTRATION_UNITS = ("mm", "spacing")
 FUSIONS = ("testset", "train")
@@ -53,13 +54,11 @@ class RegistrationConfig:
     def validate(self) -> None:
         if self.units not in REGISTRATION_UNITS:
             raise UserError(f"registration.units must be one of {REGISTRATION_UNITS}, got {self.units!r}")
-        for name in ("spacing_scale", "voxel_size", "normal_radius", "fpfh_radius",
-                     "ransac_distance", "icp_distance"):
-            if not getattr(self, name) > 0:
-                raise UserError(f"registration.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("normal_max_nn", "fpfh_max_nn", "max_iteration", "icp_max_iteration"):
-            if int(getattr(self, name)) < 1:
-                raise UserError(f"registration.{name} must be >= 1, got {getattr(self, name)!r}")
+        check_fields(self, ("spacing_scale", "voxel_size", "normal_radius", "fpfh_radius",
+                            "ransac_distance", "icp_distance"),
+                     positive, "> 0", UserError, "registration.")
+        check_fields(self, ("normal_max_nn", "fpfh_max_nn", "max_iteration", "icp_max_iteration"),
+                     lambda v: int(v) >= 1, ">= 1", UserError, "registration.")
         if not 3 <= self.ransac_n <= 10:
             raise UserError(f"registration.ransac_n must be in [3, 10], got {self.ransac_n!r}")
         if not 0 < self.edge_length_ratio < 1 or not 0 < self.confidence < 1:
@@ -106,15 +105,11 @@ class Group3ADConfig:
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
 
     def validate(self) -> "Group3ADConfig":
-        for name in ("n_groups_train", "n_groups_test", "group_size", "memory_size",
-                     "coord_memory_size", "proj_dim", "idw_k"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise UserError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("pretrain_epochs", "train_epochs", "seed"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 0:
-                raise UserError(f"{name} must be a non-negative integer, got {v!r}")
+        check_fields(self, ("n_groups_train", "n_groups_test", "group_size", "memory_size",
+                            "coord_memory_size", "proj_dim", "idw_k"),
+                     positive_int, "a positive integer", UserError)
+        check_fields(self, ("pretrain_epochs", "train_epochs", "seed"),
+                     lambda v: isinstance(v, int) and v >= 0, "a non-negative integer", UserError)
         if not 0 <= self.alpha < 1:
             raise UserError(f"alpha must be in [0, 1), got {self.alpha!r}")
         if self.interpolation not in INTERPOLATIONS:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from ..validation import check_fields, positive, positive_int
+
 
 class _DictMixin:
     def to_dict(self) -> dict:
@@ -54,16 +56,13 @@ class Group3ADTrainConfig(_DictMixin):
     seed: int = 0
 
     def validate(self) -> None:
-        for name in ("n_groups", "group_size", "epochs", "k_max", "kmeans_max_iter", "embed_chunk"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)!r}")
+        check_fields(self, ("n_groups", "group_size", "epochs", "k_max", "kmeans_max_iter", "embed_chunk"),
+                     positive_int, "a positive integer")
         if self.k_max < 2:
             raise ValueError(f"k_max must be >= 2; got {self.k_max}")
         if self.k_fixed is not None and self.k_fixed < 2:
             raise ValueError(f"k_fixed must be >= 2 or None; got {self.k_fixed}")
-        for name in ("lr", "temperature", "noise_unit", "eps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
+        check_fields(self, ("lr", "temperature", "noise_unit", "eps"), positive, "> 0")
         if self.combine not in ("union", "replace"):
             raise ValueError(f"combine must be 'union' or 'replace'; got {self.combine!r}")
 
@@ -91,9 +90,8 @@ class PretrainConfig(_DictMixin):
     seed: int = 0
 
     def validate(self) -> None:
-        for name in ("n_groups", "group_size", "decoder_depth", "decoder_heads", "epochs", "steps_per_cloud"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)!r}")
+        check_fields(self, ("n_groups", "group_size", "decoder_depth", "decoder_heads", "epochs",
+                            "steps_per_cloud"), positive_int, "a positive integer")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1); got {self.mask_ratio}")
         if int(self.mask_ratio * self.n_groups) < 1 or int(self.mask_ratio * self.n_groups) >= self.n_groups:
