@@ -62,27 +62,46 @@ class MiniPointNet(nn.Module):
         weight is applied in two halves, the global half once per group instead of once per
         point (a quarter of the encoder's work saved; equal up to float rounding).
         """
+        conv1, bn1, _, conv2 = self.first_conv
+        conv3, bn2, _, conv4 = self.second_conv
+        if not (bn1.training or bn2.training):
+            return self._embed_folded(groups)
+        m, k, _ = groups.shape
+        x = F.relu_(bn1(F.linear(groups.reshape(m * k, 3), conv1.weight[..., 0], conv1.bias)))
+        feature = F.linear(x, conv2.weight[..., 0], conv2.bias)                # (M*k,256)
+        global_feature = feature.view(m, k, -1).max(dim=1).values             # (M,256)
+        w3 = conv3.weight[..., 0]
+        half = global_feature.shape[1]
+        per_group = F.linear(global_feature, w3[:, :half], conv3.bias)        # (M,512)
+        x = F.linear(feature, w3[:, half:]).view(m, k, -1)
+        x = F.relu_(bn2((x + per_group[:, None, :]).view(m * k, -1)))
+        feature = F.linear(x, conv4.weight[..., 0], conv4.bias)              # (M*k,C)
+        return feature.view(m, k, -1).max(dim=1).values
+
+    def _embed_folded(self, groups: torch.Tensor) -> torch.Tensor:
+        """``embed`` with eval-mode BatchNorms, arranged so no per-point bias is ever added:
+        the per-point tensors are the big ones (M*k rows) and each pass over them costs more
+        than the arithmetic around it. Each BatchNorm is folded into the layer before it; the
+        first layer's bias rides in a column of ones; a bias before a max over the group's
+        points is added after it (max(a + b) = max(a) + b, exactly); the 128->256 layer's bias
+        reaches the next layer through its weight (W (f + b) = W f + W b, per group).
+        """
         m, k, _ = groups.shape
         conv1, bn1, _, conv2 = self.first_conv
         conv3, bn2, _, conv4 = self.second_conv
-        w1, b1 = conv1.weight[..., 0], conv1.bias
-        w3, b3 = conv3.weight[..., 0], conv3.bias
-        folded = not (bn1.training or bn2.training)
-        if folded:  # eval mode: each BatchNorm is an affine map, folded into the layer before it
-            w1, b1 = _fold_batchnorm(w1, b1, bn1)
-            w3, b3 = _fold_batchnorm(w3, b3, bn2)
-        x = F.linear(groups.reshape(m * k, 3), w1, b1)
-        x = F.relu_(x if folded else bn1(x))
-        feature = F.linear(x, conv2.weight[..., 0], conv2.bias)                # (M*k,256)
-        global_feature = feature.view(m, k, -1).max(dim=1).values             # (M,256)
-        half = global_feature.shape[1]
-        per_group = F.linear(global_feature, w3[:, :half], b3)                # (M,512)
-        x = F.linear(feature, w3[:, half:]).view(m, k, -1)
-        x = x.add_(per_group[:, None, :]).view(m * k, -1) if folded else \
-            bn2((x + per_group[:, None, :]).view(m * k, -1))
-        x = F.relu_(x)
-        feature = F.linear(x, conv4.weight[..., 0], conv4.bias)              # (M*k,C)
-        return feature.view(m, k, -1).max(dim=1).values
+        w1, b1 = _fold_batchnorm(conv1.weight[..., 0], conv1.bias, bn1)
+        w3, b3 = _fold_batchnorm(conv3.weight[..., 0], conv3.bias, bn2)
+        w2, b2 = conv2.weight[..., 0], conv2.bias
+        half = w2.shape[0]
+        w3_global, w3_point = w3[:, :half], w3[:, half:]
+        rows = torch.cat([groups.reshape(m * k, 3), groups.new_ones(m * k, 1)], dim=1)
+        x = torch.mm(rows, torch.cat([w1, b1[:, None]], dim=1).t()).relu_()  # (M*k,128)
+        feature = torch.mm(x, w2.t())                                       # (M*k,256), no b2
+        global_feature = feature.view(m, k, -1).amax(dim=1) + b2            # (M,256)
+        per_group = F.linear(global_feature, w3_global, b3 + w3_point @ b2)  # (M,512)
+        x = torch.mm(feature, w3_point.t()).view(m, k, -1)
+        x = x.add_(per_group[:, None, :]).relu_().view(m * k, -1)           # (M*k,512)
+        return torch.mm(x, conv4.weight[..., 0].t()).view(m, k, -1).amax(dim=1) + conv4.bias
 
     def forward(self, point_groups: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
         """point_groups (B,G,k,3) -> (B,G,C). ``chunk``: groups per pass (eval-mode BN only)."""
