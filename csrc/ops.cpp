@@ -25,6 +25,10 @@ TORCH_LIBRARY(group3ad_ext, m) {
   // points (N,3), features (N,F) -> (N,) sum over the k nearest other points of ||f(p)-f(n)||_2.
   m.def("fpfh_variation(Tensor points, Tensor features, int k) -> Tensor");
 
+  // points (N,3), normals (N,3) -> features (N,33) and variation (N,): fpfh(points, normals,
+  // None, radius, max_nn) and fpfh_variation(points, features, k) in one pass, same values.
+  m.def("fpfh_with_variation(Tensor points, Tensor normals, float radius, int max_nn, int k) -> (Tensor, Tensor)");
+
   // queries (Q,D), bank (B,D) float32/float16/bfloat16 -> dist (Q,k) float32 (Euclidean, not
   // squared) and idx (Q,k) int64, sorted ascending, ties to the lower index.
   m.def("nn_search(Tensor queries, Tensor bank, int k) -> (Tensor, Tensor)");

@@ -9,7 +9,7 @@ between backends: ties always go to the lowest index. Every op is also registere
 from ._loader import build_info, cuda_compiled
 from .coreset import coreset
 from .fps import fps, fps_features
-from .geometry import agcs, fpfh, fpfh_variation, normals, point_spacing
+from .geometry import agcs, fpfh, fpfh_variation, fpfh_with_variation, normals, point_spacing
 from .knn import group, knn
 from .nn_search import nn_search
 
@@ -18,6 +18,6 @@ __version__ = build_info()["version"]
 __all__ = [
     "__version__", "build_info", "cuda_compiled",
     "fps", "fps_features", "knn", "group",
-    "normals", "fpfh", "fpfh_variation", "agcs", "point_spacing",
+    "normals", "fpfh", "fpfh_variation", "fpfh_with_variation", "agcs", "point_spacing",
     "nn_search", "coreset",
 ]

@@ -317,6 +317,57 @@ def test_fpfh_variation_duplicates_count_as_neighbours():
 
 
 # ------------------------------------------------------------------------------------------
+# fpfh_with_variation: the two ops above in one pass, same bits
+def grid_plane(side=30):
+    xy = torch.stack(torch.meshgrid(torch.arange(side + 0.0), torch.arange(side + 0.0), indexing="ij"), -1)
+    return torch.cat([xy.reshape(-1, 2), torch.zeros(side * side, 1)], 1)
+
+
+@pytest.mark.parametrize("name", ["surface", "surface32", "grid_dups", "sparse", "tiny"])
+@pytest.mark.parametrize("radius_sp,max_nn,k", [(5, 100, 16), (2, 10, 16), (3, 40, 4), (5, 100, 5000)])
+def test_fpfh_with_variation_equals_separate_ops(name, radius_sp, max_nn, k):
+    # The variation's neighbours come from the FPFH lists (or, for points with fewer than k
+    # others in theirs, a search): grids (exact distance ties), duplicates, sparse points,
+    # max_nn below k (every point searches) and k above N all give the separate ops' bits.
+    clouds = {
+        "surface": lambda: surface_cloud(6000, dtype=torch.float64),
+        "surface32": lambda: surface_cloud(6000, dtype=torch.float32),
+        "grid_dups": lambda: torch.cat([grid_plane(), grid_plane()[:200], grid_plane()[:50]]),
+        "sparse": lambda: torch.rand(2000, 3, dtype=torch.float64),
+        "tiny": lambda: torch.rand(3, 3, dtype=torch.float64),
+    }
+    p = clouds[name]()
+    spacing = g.point_spacing(p)
+    n = g.normals(p, 2 * spacing, 30)
+    f_sep = g.fpfh(p, n, radius_sp * spacing, max_nn)
+    v_sep = g.fpfh_variation(p, f_sep, k)
+    f, v = g.fpfh_with_variation(p, n, radius_sp * spacing, max_nn, k)
+    assert f.dtype == v.dtype == p.dtype and f.shape == (len(p), 33) and v.shape == (len(p),)
+    assert torch.equal(f, f_sep)
+    assert torch.equal(v, v_sep)
+
+
+def test_fpfh_with_variation_single_point_and_errors():
+    f, v = g.fpfh_with_variation(torch.zeros(1, 3), torch.tensor([[0.0, 0, 1]]), 1.0)
+    assert torch.equal(f, torch.zeros(1, 33)) and torch.equal(v, torch.zeros(1))
+    with pytest.raises(ValueError, match="points"):  # like every op: no empty cloud
+        g.fpfh_with_variation(torch.zeros(0, 3), torch.zeros(0, 3), 1.0)
+    p = torch.rand(50, 3)
+    n = g.normals(p, 0.3, 10)
+    cases = [
+        (lambda: g.fpfh_with_variation(p, n[:10], 0.5), "normals"),
+        (lambda: g.fpfh_with_variation(p, torch.full_like(n, float("nan")), 0.5), "normals"),
+        (lambda: g.fpfh_with_variation(p, n, 0.0), "radius"),
+        (lambda: g.fpfh_with_variation(p, n, 0.5, max_nn=0), "max_nn"),
+        (lambda: g.fpfh_with_variation(p, n, 0.5, k=0), "k"),
+        (lambda: g.fpfh_with_variation(p[:, :2], n, 0.5), "points"),
+    ]
+    for fn, name in cases:
+        with pytest.raises(ValueError, match=name):
+            fn()
+
+
+# ------------------------------------------------------------------------------------------
 # agcs
 def bump_cloud(n=12000, seed=0):
     """A flat square with a small smooth bump at (0.5, 0.5): the only place geometry varies."""
@@ -420,6 +471,7 @@ def test_opcheck():
     torch.library.opcheck(ops.fpfh, (p, n, None, 0.5, 20))
     torch.library.opcheck(ops.fpfh, (p, n, torch.tensor([1, 5]), 0.5, 20))
     torch.library.opcheck(ops.fpfh_variation, (p, torch.rand(60, 33), 4))
+    torch.library.opcheck(ops.fpfh_with_variation, (p, n, 0.5, 20, 4))
 
 
 # ------------------------------------------------------------------------------------------
@@ -439,7 +491,10 @@ def test_cuda_matches_cpu(dtype):
                           atol=1e-3 if dtype == torch.float32 else 1e-9)
     v_cpu = g.fpfh_variation(p, f_cpu, 16)
     v_gpu = g.fpfh_variation(p.cuda(), f_cpu.cuda(), 16).cpu()
-    assert torch.allclose(v_gpu, v_cpu, rtol=1e-6)
+    # same neighbours in the same (distance, index) order, summed in that order: same bits
+    assert torch.equal(v_gpu, v_cpu)
+    f_fused, v_fused = g.fpfh_with_variation(p.cuda(), n_cpu.cuda(), 1.5, 100, 16)
+    assert torch.equal(f_fused.cpu(), f_gpu) and torch.equal(v_fused, g.fpfh_variation(p.cuda(), f_fused, 16))
     c_cpu = g.agcs(p, 512)
     c_gpu = g.agcs(p.cuda(), 512).cpu()
     assert c_gpu.shape == (512,) and len(torch.unique(c_gpu)) == 512

@@ -362,6 +362,69 @@ G3_HD void pair_bins(const double* f, int* bins) {
   bins[2] = 2 * kBinsPerAngle + clamp_bin(11.0 * (f[3] + 1.0) * 0.5);
 }
 
+// pair_feature + pair_bins without branches, on scalars (d = p2 - p1), for loops that the
+// compiler vectorises across pairs: every value is computed by the same IEEE operations in the
+// same order (the swap negates d, exactly), only data-dependent branches become selects.
+// Returns false, with unspecified bins, for the pairs that need the exact path: a near-tie of
+// the frame choice (resolved with acos), theta within kThetaMargin of a bin edge or degenerate
+// (resolved with atan2). Where it returns true the bins equal pair_bins(pair_feature(...)).
+G3_HD bool pair_bins_branchless(double dx, double dy, double dz, double n1x, double n1y, double n1z,
+                                double n2x, double n2y, double n2z, int* b0, int* b1, int* b2) {
+  const double len = sqrt(dx * dx + dy * dy + dz * dz);
+  const double len_safe = len == 0.0 ? 1.0 : len;
+  const double a1 = (n1x * dx + n1y * dy + n1z * dz) / len_safe;
+  const double a2 = (n2x * dx + n2y * dy + n2z * dz) / len_safe;
+  const double abs1 = fabs(a1), abs2 = fabs(a2);
+  const bool swap = abs1 < abs2;
+  // Flags are kept as 0/1 doubles: selects between doubles only, which vectorise.
+  const double near_tie = abs2 - abs1 < 1e-12 ? 1.0 : 0.0;
+  const double tie = swap ? near_tie : 0.0;
+  const double ux = swap ? n2x : n1x, uy = swap ? n2y : n1y, uz = swap ? n2z : n1z;
+  const double tx = swap ? n1x : n2x, ty = swap ? n1y : n2y, tz = swap ? n1z : n2z;
+  const double ndx = -dx, ndy = -dy, ndz = -dz;
+  const double sx = swap ? ndx : dx, sy = swap ? ndy : dy, sz = swap ? ndz : dz;
+  const double neg_a2 = -a2;
+  const double phi = swap ? neg_a2 : a1;
+  double vx = sy * uz - sz * uy, vy = sz * ux - sx * uz, vz = sx * uy - sy * ux;
+  const double vlen = sqrt(vx * vx + vy * vy + vz * vz);
+  const double vlen_safe = vlen == 0.0 ? 1.0 : vlen;
+  vx /= vlen_safe;
+  vy /= vlen_safe;
+  vz /= vlen_safe;
+  const double wx = uy * vz - uz * vy, wy = uz * vx - ux * vz, wz = ux * vy - uy * vx;
+  const double vlen_zero = vlen == 0.0 ? 1.0 : 0.0;
+  const bool zero = (len == 0.0 ? 1.0 : vlen_zero) != 0.0;  // pair_feature's (0,0,0,0)
+  const double w_t = wx * tx + wy * ty + wz * tz, u_t = ux * tx + uy * ty + uz * tz;
+  const double v_t = vx * tx + vy * ty + vz * tz;
+  const double f0 = zero ? 0.0 : w_t, f1 = zero ? 0.0 : u_t, f2 = zero ? 0.0 : v_t;
+  const double f3 = zero ? 0.0 : phi;
+  // theta_bin's approximation, its exact-path conditions folded into the result.
+  const double ax = fabs(f1), ay = fabs(f0);
+  const double hi = ax > ay ? ax : ay;
+  const double below_max = hi <= kDoubleMax ? 1.0 : 0.0;
+  const bool finite = (hi > 0.0 ? below_max : 0.0) != 0.0;
+  const double a = (ax > ay ? ay : ax) / (finite ? hi : 1.0);
+  double r = 0.7853981633974483 * a - a * (a - 1.0) * (0.2447 + 0.0663 * a);
+  // Both sides of every select are computed first: a select of two values, not a branch
+  // (the compiler does not speculate floating-point operations that a branch guards).
+  const double r_steep = 1.5707963267948966 - r;
+  r = ay > ax ? r_steep : r;
+  const double r_back = kPi - r;
+  r = f1 < 0.0 ? r_back : r;
+  const double r_neg = -r;
+  r = f0 < 0.0 ? r_neg : r;
+  const double v_raw = 11.0 * (r + kPi) / (2.0 * kPi);
+  const double v = finite ? v_raw : 0.0;
+  const double fl = floor(v);
+  const double clear_above = fl + 1.0 - v > kThetaMargin ? 1.0 : 0.0;
+  const double clear = v - fl > kThetaMargin ? clear_above : 0.0;
+  const double theta_ok = finite ? clear : 0.0;
+  *b0 = clamp_bin(v);
+  *b1 = kBinsPerAngle + clamp_bin(11.0 * (f2 + 1.0) * 0.5);
+  *b2 = 2 * kBinsPerAngle + clamp_bin(11.0 * (f3 + 1.0) * 0.5);
+  return (tie == 0.0 ? theta_ok : 0.0) != 0.0;
+}
+
 // SPFH value per pair for a neighbourhood of n points (the point itself included): each
 // sub-histogram sums to 100 over the n-1 pairs. n <= 1: no pairs, the SPFH is zero.
 G3_HD double spfh_increment(int64_t n) { return n > 1 ? 100.0 / static_cast<double>(n - 1) : 0.0; }

@@ -15,6 +15,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "common/geometry_math.h"
@@ -66,27 +67,39 @@ struct Scratch {
   explicit Scratch(int64_t k) : d2(k), idx(k) {}
 };
 
+// A cloud in the index's tree order: the kernels run over these copies (see in_tree_order).
+struct TreeCloud {
+  KnnIndex<double> index;
+  const int64_t* order;
+  std::unique_ptr<double[]> ps;  // (n,3) points by tree position
+  int64_t n;
+  explicit TreeCloud(const at::Tensor& p)
+      : index(p.data_ptr<double>(), p.size(0), /*report_tree_positions=*/true),
+        order(index.tree_order()),
+        ps(in_tree_order(p.data_ptr<double>(), 3, order, p.size(0))),
+        n(p.size(0)) {}
+};
+
 at::Tensor normals_cpu(const at::Tensor& points, double radius, int64_t max_nn) {
   TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
   const at::Tensor p = as_double_points(points, "points");
   const int64_t n = p.size(0);
   at::Tensor out = at::empty({n, 3}, p.options());
   if (n == 0) return out.to(points.scalar_type());
-  const double* pp = p.data_ptr<double>();
   double* po = out.data_ptr<double>();
-  const KnnIndex<double> index(pp, n, /*report_tree_positions=*/true);
+  const TreeCloud cloud(p);
   const int64_t k = std::min<int64_t>(max_nn, n);
   const double r2 = hybrid_radius2(radius);
-  const int64_t* order = index.tree_order();
-  const auto ps = in_tree_order(pp, 3, order, n);
+  const int64_t* order = cloud.order;
+  const double* ps = cloud.ps.get();
   at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
     Scratch s(k);
     for (int64_t t = begin; t < end; ++t) {
-      const double* q = ps.get() + 3 * t;
-      const int64_t cnt = index.query_one(q, k, r2, s.d2.data(), s.idx.data());
+      const double* q = ps + 3 * t;
+      const int64_t cnt = cloud.index.query_one(q, k, r2, s.d2.data(), s.idx.data());
       gm::Moments m;
       for (int64_t j = 0; j < cnt; ++j) {
-        const double* x = ps.get() + 3 * s.idx[j];
+        const double* x = ps + 3 * s.idx[j];
         gm::moments_add(m, x[0] - q[0], x[1] - q[1], x[2] - q[2]);
       }
       gm::normal_from_moments(m, po + 3 * order[t]);
@@ -95,26 +108,70 @@ at::Tensor normals_cpu(const at::Tensor& points, double radius, int64_t max_nn) 
   return out.to(points.scalar_type());
 }
 
+// Per-thread buffers of spfh_row: the neighbourhood's offsets and normals as columns, so the
+// pair loop runs across 8 pairs at a time (AVX-512) with no gathers inside it, and the bins.
+struct PairScratch {
+  std::vector<double> col;  // 6 columns of k: dx dy dz nx ny nz
+  std::vector<int32_t> bins;  // 3 columns of k
+  std::vector<int32_t> ok;  // int32, not bytes: a byte store keeps the loop scalar
+  int64_t k;
+  explicit PairScratch(int64_t k) : col(6 * k), bins(3 * k), ok(k), k(k) {}
+};
+
 // SPFH of point i from its neighbourhood (any order, d2 the squared distances). Open3D skips
 // position 0 of its sorted list: the point itself or a copy of it, a zero-length pair either
-// way, so skipping one zero-distance entry is the same histogram.
+// way, so skipping one zero-distance entry is the same histogram. The bins come from
+// pair_bins_branchless, vectorised over the pairs; the few pairs it hands back (frame near-ties,
+// theta near a bin edge, degenerate pairs) take the exact pair_feature + pair_bins path.
 G3_CPU_MULTIVERSION void spfh_row(const double* pp, const double* pn, int64_t i, const double* d2, const int64_t* nb,
-              int64_t cnt, int32_t* counts, double* incr) {
+              int64_t cnt, PairScratch& s, int32_t* counts, double* incr) {
   for (int b = 0; b < gm::kFpfhBins; ++b) counts[b] = 0;
   *incr = gm::spfh_increment(cnt);
+  const int64_t k = s.k;
+  double* dx = s.col.data();
+  double *dy = dx + k, *dz = dy + k, *nx = dz + k, *ny = nx + k, *nz = ny + k;
+  int32_t* b0 = s.bins.data();
+  int32_t *b1 = b0 + k, *b2 = b1 + k;
+  int32_t* ok = s.ok.data();
+  const double* p = pp + 3 * i;
+  const double* n = pn + 3 * i;
+  for (int64_t j = 0; j < cnt; ++j) {
+    const double* x = pp + 3 * nb[j];
+    const double* m = pn + 3 * nb[j];
+    dx[j] = x[0] - p[0];
+    dy[j] = x[1] - p[1];
+    dz[j] = x[2] - p[2];
+    nx[j] = m[0];
+    ny[j] = m[1];
+    nz[j] = m[2];
+  }
+  const double n0 = n[0], n1 = n[1], n2 = n[2];
+  for (int64_t j = 0; j < cnt; ++j) {
+    int c0, c1, c2;
+    ok[j] = gm::pair_bins_branchless(dx[j], dy[j], dz[j], n0, n1, n2, nx[j], ny[j], nz[j], &c0, &c1, &c2);
+    b0[j] = c0;
+    b1[j] = c1;
+    b2[j] = c2;
+  }
   bool skipped = false;
   for (int64_t j = 0; j < cnt; ++j) {
     if (!skipped && d2[j] == 0.0) {
       skipped = true;
       continue;
     }
-    double f[4];
-    int bins[3];
-    gm::pair_feature(pp + 3 * i, pn + 3 * i, pp + 3 * nb[j], pn + 3 * nb[j], f);
-    gm::pair_bins(f, bins);
-    counts[bins[0]] += 1;
-    counts[bins[1]] += 1;
-    counts[bins[2]] += 1;
+    if (ok[j]) {
+      counts[b0[j]] += 1;
+      counts[b1[j]] += 1;
+      counts[b2[j]] += 1;
+    } else {
+      double f[4];
+      int bins[3];
+      gm::pair_feature(p, n, pp + 3 * nb[j], pn + 3 * nb[j], f);
+      gm::pair_bins(f, bins);
+      counts[bins[0]] += 1;
+      counts[bins[1]] += 1;
+      counts[bins[2]] += 1;
+    }
   }
 }
 
@@ -145,34 +202,28 @@ G3_CPU_MULTIVERSION void fpfh_row(const double* pp, int64_t i, const Idx* nb, in
 // kListBudget entries; larger clouds search again, so memory stays bounded for any size.
 constexpr int64_t kListBudget = int64_t(1) << 27;  // 512 MiB of int32
 
-at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
-                    const std::optional<at::Tensor>& indices, double radius, int64_t max_nn) {
-  TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
-  const at::Tensor p = as_double_points(points, "points");
-  const at::Tensor nr = as_double_points(normals, "normals");
-  const int64_t n = p.size(0);
-  TORCH_CHECK(nr.size(0) == n, "normals must have as many rows as points");
-  const bool subset = indices.has_value();
-  at::Tensor qidx;
-  if (subset) {
-    qidx = indices->to(at::kLong).contiguous();
-    TORCH_CHECK(qidx.dim() == 1, "indices must be 1-D");
-  }
-  const int64_t nq = subset ? qidx.size(0) : n;
-  if (n == 0 || nq == 0) return at::zeros({nq, gm::kFpfhBins}, points.options());
-  at::Tensor out = at::empty({nq, gm::kFpfhBins}, p.options());  // fpfh_row writes every entry
-  const int64_t* qi = subset ? qidx.data_ptr<int64_t>() : nullptr;
-  for (int64_t j = 0; j < nq && subset; ++j)
-    TORCH_CHECK(qi[j] >= 0 && qi[j] < n, "indices out of range");
+// Every point's hybrid neighbourhood (tree positions, int32, k = min(max_nn, n) per row),
+// kept by the SPFH pass for the FPFH pass and fpfh_with_variation.
+struct NeighbourLists {
+  std::unique_ptr<int32_t[]> idx;  // (n,k)
+  std::unique_ptr<int64_t[]> cnt;  // (n,)
+  int64_t k = 0;
+  bool kept() const { return idx != nullptr; }
+};
 
-  const KnnIndex<double> index(p.data_ptr<double>(), n, /*report_tree_positions=*/true);
-  const int64_t* order = index.tree_order();
-  const auto ps_buf = in_tree_order(p.data_ptr<double>(), 3, order, n);
-  const auto pn_buf = in_tree_order(nr.data_ptr<double>(), 3, order, n);
-  const double* pp = ps_buf.get();  // everything below is indexed by tree position
+// FPFH rows (double) written by original index into po: of every point (qi null, nq = n) or
+// of the points qi[0..nq). lists: filled when every point is queried and the lists fit.
+void fpfh_tree(const TreeCloud& cloud, const double* normals, const int64_t* qi, int64_t nq,
+               double radius, int64_t max_nn, double* po, NeighbourLists* lists) {
+  const KnnIndex<double>& index = cloud.index;
+  const int64_t n = cloud.n;
+  const int64_t* order = cloud.order;
+  const auto pn_buf = in_tree_order(normals, 3, order, n);
+  const double* pp = cloud.ps.get();  // everything below is indexed by tree position
   const double* pn = pn_buf.get();
   const int64_t k = std::min<int64_t>(max_nn, n);
   const double r2 = hybrid_radius2(radius);
+  const bool subset = qi != nullptr;
 
   // Tree positions of the queries (a subset), and which points need an SPFH: all, or the
   // queries and their neighbours.
@@ -202,48 +253,125 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
   const auto counts = uninitialised<int32_t>(static_cast<size_t>(n) * gm::kFpfhBins);
   const auto incr = uninitialised<double>(n);
   // Without a subset, the SPFH pass sees exactly the FPFH queries: keep their lists if they fit.
-  const bool keep = !subset && n <= std::numeric_limits<int32_t>::max() && n * k <= kListBudget;
-  const auto lists = uninitialised<int32_t>(keep ? n * k : 0);
-  const auto list_cnt = uninitialised<int64_t>(keep ? n : 0);
+  NeighbourLists local;
+  NeighbourLists& kept = lists ? *lists : local;
+  if (!subset && n <= std::numeric_limits<int32_t>::max() && n * k <= kListBudget) {
+    kept.idx = uninitialised<int32_t>(n * k);
+    kept.cnt = uninitialised<int64_t>(n);
+    kept.k = k;
+  }
+  const bool keep = kept.kept();
 
   at::parallel_for(0, nneed, 256, [&](int64_t begin, int64_t end) {
     Scratch s(k);
+    PairScratch pairs(k);
     for (int64_t j = begin; j < end; ++j) {
       const int64_t i = subset ? need[j] : j;
       const int64_t cnt = index.query_ball(pp + 3 * i, k, r2, s.d2.data(), s.idx.data());
       if (keep) {
-        list_cnt[i] = cnt;
-        std::copy(s.idx.begin(), s.idx.begin() + cnt, lists.get() + i * k);
+        kept.cnt[i] = cnt;
+        std::copy(s.idx.begin(), s.idx.begin() + cnt, kept.idx.get() + i * k);
       }
-      spfh_row(pp, pn, i, s.d2.data(), s.idx.data(), cnt, counts.get() + gm::kFpfhBins * i, incr.get() + i);
+      spfh_row(pp, pn, i, s.d2.data(), s.idx.data(), cnt, pairs, counts.get() + gm::kFpfhBins * i, incr.get() + i);
     }
   });
 
-  double* po = out.data_ptr<double>();
   at::parallel_for(0, nq, 256, [&](int64_t begin, int64_t end) {
     Scratch s(k);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t i = subset ? qpos[t] : t;             // tree position
       double* row = po + gm::kFpfhBins * (subset ? t : order[t]);  // output row
       if (keep) {
-        fpfh_row(pp, i, lists.get() + i * k, list_cnt[i], counts.get(), incr.get(), row);
+        fpfh_row(pp, i, kept.idx.get() + i * k, kept.cnt[i], counts.get(), incr.get(), row);
       } else {
         const int64_t cnt = index.query_ball(pp + 3 * i, k, r2, s.d2.data(), s.idx.data());
         fpfh_row(pp, i, s.idx.data(), cnt, counts.get(), incr.get(), row);
       }
     }
   });
+}
+
+at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
+                    const std::optional<at::Tensor>& indices, double radius, int64_t max_nn) {
+  TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
+  const at::Tensor p = as_double_points(points, "points");
+  const at::Tensor nr = as_double_points(normals, "normals");
+  const int64_t n = p.size(0);
+  TORCH_CHECK(nr.size(0) == n, "normals must have as many rows as points");
+  at::Tensor qidx;
+  if (indices.has_value()) {
+    qidx = indices->to(at::kLong).contiguous();
+    TORCH_CHECK(qidx.dim() == 1, "indices must be 1-D");
+  }
+  const int64_t nq = indices.has_value() ? qidx.size(0) : n;
+  if (n == 0 || nq == 0) return at::zeros({nq, gm::kFpfhBins}, points.options());
+  const int64_t* qi = indices.has_value() ? qidx.data_ptr<int64_t>() : nullptr;
+  for (int64_t j = 0; j < nq && qi; ++j) TORCH_CHECK(qi[j] >= 0 && qi[j] < n, "indices out of range");
+  at::Tensor out = at::empty({nq, gm::kFpfhBins}, p.options());  // fpfh_row writes every entry
+  const TreeCloud cloud(p);
+  fpfh_tree(cloud, nr.data_ptr<double>(), qi, nq, radius, max_nn, out.data_ptr<double>(), nullptr);
   return out.to(points.scalar_type());
 }
 
-// Sum of feature distances from point i to its neighbours nb[0..cnt) except position `skip`.
+// Candidates for point t's nearest other points: squared distance, original index (the tie
+// key) and tree position.
+struct Candidate {
+  double d2;
+  int64_t key;
+  int64_t pos;
+};
+
+// Variation of tree position t: the sum of ||f(t) - f(c)||_2 over the kk nearest candidates by
+// (d2, original index), added in that order, as the CUDA kernel adds its sorted kNN rows (so
+// both backends give the same bits). c[0..cnt) must not hold t itself and cnt >= kk; it is
+// reordered. scratch: at least cnt doubles.
 template <typename F>
-G3_CPU_MULTIVERSION double variation_sum(const F* features, int64_t dim, int64_t i,
-                                         const int64_t* nb, int64_t cnt, int64_t skip) {
+G3_CPU_MULTIVERSION double nearest_variation(const F* features, int64_t dim, int64_t t, Candidate* c,
+                                             int64_t cnt, int64_t kk, double* scratch) {
+  const auto closer = [](const Candidate& a, const Candidate& b) {
+    return a.d2 < b.d2 || (a.d2 == b.d2 && a.key < b.key);
+  };
+  if (cnt > kk) {
+    // The kk-th smallest distance, selected on bare doubles (much cheaper than on candidates);
+    // then the candidates below it, and those at it in key order up to kk.
+    for (int64_t j = 0; j < cnt; ++j) scratch[j] = c[j].d2;
+    std::nth_element(scratch, scratch + kk - 1, scratch + cnt);
+    const double kth = scratch[kk - 1];
+    int64_t below = 0;
+    for (int64_t j = 0; j < cnt; ++j)
+      if (c[j].d2 < kth) std::swap(c[below++], c[j]);
+    int64_t at = below;
+    for (int64_t j = below; j < cnt; ++j)
+      if (c[j].d2 == kth) std::swap(c[at++], c[j]);
+    if (at > kk) std::nth_element(c + below, c + kk - 1, c + at, closer);
+  }
+  std::sort(c, c + kk, closer);
   double total = 0.0;
-  for (int64_t j = 0; j < cnt; ++j)
-    if (j != skip) total += gm::feature_distance(features + dim * i, features + dim * nb[j], dim);
+  for (int64_t j = 0; j < kk; ++j) total += gm::feature_distance(features + dim * t, features + dim * c[j].pos, dim);
   return total;
+}
+
+// Variation of every point (tree order) from a kNN search of kk + 1 points: the point itself
+// and kk others, or (more than kk copies of the point with lower indices) kk + 1 others.
+template <typename F>
+void variation_by_search(const TreeCloud& cloud, const F* fs, int64_t dim, int64_t kk, double* po) {
+  const int64_t* order = cloud.order;
+  at::parallel_for(0, cloud.n, 256, [&](int64_t begin, int64_t end) {
+    Scratch s(kk + 1);
+    std::vector<Candidate> c(kk + 1);
+    std::vector<double> scratch(kk + 1);
+    const double* prev_q = nullptr;
+    double prev_kth = 0.0;
+    for (int64_t t = begin; t < end; ++t) {
+      const double* q = cloud.ps.get() + 3 * t;
+      prev_kth = cloud.index.query_knn_near(q, kk + 1, prev_q, prev_kth, s.d2.data(), s.idx.data());
+      prev_q = q;
+      int64_t cnt = 0;
+      for (int64_t j = 0; j <= kk; ++j)
+        if (s.idx[j] != t) c[cnt++] = {s.d2[j], order[s.idx[j]], s.idx[j]};
+      po[order[t]] = nearest_variation(fs, dim, t, c.data(), cnt, kk, scratch.data());
+    }
+  });
 }
 
 at::Tensor fpfh_variation_cpu(const at::Tensor& points, const at::Tensor& features, int64_t k) {
@@ -256,32 +384,97 @@ at::Tensor fpfh_variation_cpu(const at::Tensor& points, const at::Tensor& featur
   at::Tensor out = at::zeros({n}, f.options().dtype(at::kDouble));
   const int64_t kk = std::min<int64_t>(k, n - 1);  // other points available
   if (n <= 1 || kk == 0) return out.to(f.scalar_type());
-  const KnnIndex<double> index(p.data_ptr<double>(), n, /*report_tree_positions=*/true);
-  const int64_t* order = index.tree_order();
-  const auto ps = in_tree_order(p.data_ptr<double>(), 3, order, n);
+  const TreeCloud cloud(p);
   const int64_t dim = f.size(1);
-  double* po = out.data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fpfh_variation_cpu", [&] {
-    const auto fs = in_tree_order(f.data_ptr<scalar_t>(), dim, order, n);
-    at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
-      Scratch s(kk + 1);
-      const double* prev_q = nullptr;
-      double prev_kth = 0.0;
-      for (int64_t t = begin; t < end; ++t) {
-        // The kk + 1 nearest, in no order: the point itself and kk others, or (more than kk
-        // copies of the point with lower indices) kk + 1 others, of which the farthest, the
-        // heap root at position 0, is not among the kk nearest others.
-        const double* q = ps.get() + 3 * t;
-        prev_kth = index.query_knn_near(q, kk + 1, prev_q, prev_kth, s.d2.data(), s.idx.data());
-        prev_q = q;
-        int64_t drop = 0;
-        for (int64_t j = 0; j <= kk; ++j)
-          if (s.idx[j] == t) drop = j;
-        po[order[t]] = variation_sum(fs.get(), dim, t, s.idx.data(), kk + 1, drop);
-      }
-    });
+    const auto fs = in_tree_order(f.data_ptr<scalar_t>(), dim, cloud.order, n);
+    variation_by_search(cloud, fs.get(), dim, kk, out.data_ptr<double>());
   });
   return out.to(f.scalar_type());
+}
+
+// Variation from the FPFH pass's neighbour lists: when a point's list holds at least kk others
+// it holds its kk nearest others (the list is every point closer than the radius, or the
+// max_nn nearest of them in the same (d2, index) order), so no search is needed; other points
+// search. Only list entries within the previous point's kk-th distance plus the step between
+// the two points are candidates (the previous point's kk nearest others, or kk - 1 of them and
+// the previous point, lie in that ball), with the margins of KnnIndex::query_knn_near. Same
+// candidates, same order, same bits as variation_by_search.
+template <typename F>
+void variation_from_lists(const TreeCloud& cloud, const NeighbourLists& lists, const F* fs,
+                          int64_t dim, int64_t kk, double* po) {
+  const double* ps = cloud.ps.get();
+  const int64_t* order = cloud.order;
+  at::parallel_for(0, cloud.n, 256, [&](int64_t begin, int64_t end) {
+    std::vector<Candidate> c(std::max(lists.k, kk + 1));
+    std::vector<double> scratch(c.size());
+    Scratch s(kk + 1);
+    const double* prev_q = nullptr;
+    double prev_kth = 0.0;
+    for (int64_t t = begin; t < end; ++t) {
+      const double* q = ps + 3 * t;
+      const int32_t* nb = lists.idx.get() + t * lists.k;
+      double bound = std::numeric_limits<double>::infinity();
+      if (prev_q != nullptr) {
+        const double step = std::sqrt(g3::sq_dist3(q[0], q[1], q[2], prev_q[0], prev_q[1], prev_q[2]));
+        const double r = (std::sqrt(prev_kth) + step) * (1.0 + 1e-6);
+        bound = r * r * (1.0 + 1e-5);
+      }
+      int64_t cnt = 0, all = 0;
+      for (int pass = 0; pass < 2 && cnt < kk; ++pass) {  // pass 1: no bound
+        cnt = all = 0;
+        for (int64_t j = 0; j < lists.cnt[t]; ++j) {
+          const int64_t o = nb[j];
+          if (o == t) continue;
+          ++all;
+          const double* x = ps + 3 * o;
+          const double d2 = g3::sq_dist3(q[0], q[1], q[2], x[0], x[1], x[2]);
+          if (pass == 1 || d2 <= bound) c[cnt++] = {d2, order[o], o};
+        }
+        if (all < kk) break;
+      }
+      if (cnt < kk) {
+        cloud.index.query_knn_near(q, kk + 1, nullptr, 0.0, s.d2.data(), s.idx.data());
+        cnt = 0;
+        for (int64_t j = 0; j <= kk; ++j)
+          if (s.idx[j] != t) c[cnt++] = {s.d2[j], order[s.idx[j]], s.idx[j]};
+      }
+      po[order[t]] = nearest_variation(fs, dim, t, c.data(), cnt, kk, scratch.data());
+      prev_q = q;
+      prev_kth = c[kk - 1].d2;  // nearest_variation leaves the kk nearest sorted in front
+    }
+  });
+}
+
+// fpfh(points, normals, None, radius, max_nn) and fpfh_variation(points, that, k) in one pass:
+// one index, and the variation's neighbours taken from the FPFH neighbourhoods. The variation
+// is computed from the features as returned (in points' dtype), so both outputs equal the two
+// separate ops bit for bit.
+std::tuple<at::Tensor, at::Tensor> fpfh_with_variation_cpu(const at::Tensor& points, const at::Tensor& normals,
+                                                           double radius, int64_t max_nn, int64_t k) {
+  TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
+  TORCH_CHECK(k >= 1, "k must be >= 1");
+  const at::Tensor p = as_double_points(points, "points");
+  const at::Tensor nr = as_double_points(normals, "normals");
+  const int64_t n = p.size(0);
+  TORCH_CHECK(nr.size(0) == n, "normals must have as many rows as points");
+  at::Tensor variation = at::zeros({n}, p.options());
+  if (n == 0) return {at::zeros({0, gm::kFpfhBins}, points.options()), variation.to(points.scalar_type())};
+  at::Tensor features = at::empty({n, gm::kFpfhBins}, p.options());
+  const TreeCloud cloud(p);
+  NeighbourLists lists;
+  fpfh_tree(cloud, nr.data_ptr<double>(), nullptr, n, radius, max_nn, features.data_ptr<double>(), &lists);
+  features = features.to(points.scalar_type());
+  const int64_t kk = std::min<int64_t>(k, n - 1);
+  if (kk == 0) return {features, variation.to(points.scalar_type())};
+  AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "fpfh_with_variation_cpu", [&] {
+    const auto fs = in_tree_order(features.data_ptr<scalar_t>(), gm::kFpfhBins, cloud.order, n);
+    if (lists.kept())
+      variation_from_lists(cloud, lists, fs.get(), gm::kFpfhBins, kk, variation.data_ptr<double>());
+    else
+      variation_by_search(cloud, fs.get(), gm::kFpfhBins, kk, variation.data_ptr<double>());
+  });
+  return {features, variation.to(points.scalar_type())};
 }
 
 }  // namespace
@@ -290,4 +483,5 @@ TORCH_LIBRARY_IMPL(group3ad_ext, CPU, m) {
   m.impl("normals", &normals_cpu);
   m.impl("fpfh", &fpfh_cpu);
   m.impl("fpfh_variation", &fpfh_variation_cpu);
+  m.impl("fpfh_with_variation", &fpfh_with_variation_cpu);
 }

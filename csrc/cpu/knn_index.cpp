@@ -339,6 +339,17 @@ struct KnnIndex<T>::Impl {
           const int64_t a = nd.begin;
           const int64_t len = nd.end - a;
           for (int64_t j = 0; j < len; ++j) buf[j] = sq_dist3(qx, qy, qz, X[a + j], Y[a + j], Z[a + j]);
+          if (!kSorted && cnt + len <= k) {
+            // Room for the whole leaf: append without a branch per point (whether a point
+            // near the radius is in is unpredictable). Same entries, same order as below.
+            for (int64_t j = 0; j < len; ++j) {
+              d[cnt] = buf[j];
+              id[cnt] = report(a + j);
+              cnt += buf[j] <= radius2;
+            }
+            if (cnt == k) heapify(d, id, cnt, key);
+            break;
+          }
           for (int64_t j = 0; j < len; ++j) {
             const T dv = buf[j];
             if (cnt < k) {

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <tuple>
 
 #include "cuda/geometry_kernel.h"
 
@@ -161,10 +162,19 @@ at::Tensor fpfh_variation_cuda(const at::Tensor& points, const at::Tensor& featu
   return out.to(f.scalar_type());
 }
 
+// The two ops in sequence: on the GPU the FPFH neighbourhoods are not kept past the FPFH
+// kernel, so the variation runs its own kNN (the same values as the CPU's fused pass).
+std::tuple<at::Tensor, at::Tensor> fpfh_with_variation_cuda(const at::Tensor& points, const at::Tensor& normals,
+                                                            double radius, int64_t max_nn, int64_t k) {
+  at::Tensor features = fpfh_cuda(points, normals, std::nullopt, radius, max_nn);
+  return {features, fpfh_variation_cuda(points, features, k)};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(group3ad_ext, CUDA, m) {
   m.impl("normals", &normals_cuda);
   m.impl("fpfh", &fpfh_cuda);
   m.impl("fpfh_variation", &fpfh_variation_cuda);
+  m.impl("fpfh_with_variation", &fpfh_with_variation_cuda);
 }
