@@ -11,8 +11,8 @@ the cost) scores one N-point cloud (N = 1M; 200k with --quick). Stages:
   bank       nearest feature-bank entry (ours: nn_search; peer: faiss IndexFlatL2)
   to_points  nearest centre of every point (ours: knn; peer: scipy cKDTree)
   coords     nearest coordinate-bank entry of every point (ours: knn; peer: faiss IndexFlatL2)
-Each path runs in a fresh subprocess; peak RSS is read after every stage (monotone: the peak so
-far). Quality (--quality [--preset small]): ``evaluate`` over all methods, Markdown tables.
+Each path runs in a fresh subprocess and scores the cloud --reps times (medians reported); peak
+RSS is read after every stage (monotone: the peak so far). Quality (--quality [--preset small]): ``evaluate`` over all methods, Markdown tables.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -41,7 +42,7 @@ torch.manual_seed(0)
 from benchmarks.common import surface_cloud
 from group3ad.config import Group3ADConfig
 from group3ad.pipeline import Group3AD, centred
-N, G, DEV, PREC = {n}, {groups}, {device!r}, {precision!r}
+N, G, DEV, PREC, REPS = {n}, {groups}, {device!r}, {precision!r}, {reps}
 cfg = Group3ADConfig(n_groups_train=1024, n_groups_test=G, memory_size=10000, coord_memory_size=10000,
                      use_iun_ian=False, pretrain_epochs=0, device=DEV, precision=PREC)
 def encoder_precision():
@@ -56,7 +57,7 @@ def stage(name, fn):
     if DEV.startswith('cuda'): torch.cuda.synchronize()
     t0 = time.perf_counter(); out = fn()
     if DEV.startswith('cuda'): torch.cuda.synchronize()
-    times[name] = time.perf_counter() - t0
+    times.setdefault(name, []).append(time.perf_counter() - t0)
     peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return out
 """
@@ -65,16 +66,17 @@ _OURS = r"""
 from group3ad import kernels
 from group3ad.encoding import group_features
 dev = model.device
-reg = stage('register', lambda: model.register(cloud))
-pts = kernels.as_tensor(reg, dev)
-ci = stage('centres', lambda: model.test_centres(reg))
-idx_t = torch.as_tensor(ci, device=dev)
-neigh = stage('group', lambda: kernels.group(pts, idx_t, cfg.group_size)[0])
-with torch.no_grad(), encoder_precision():
-    feats = stage('encode', lambda: model.encoder(neigh[None], pts[idx_t][None])[0].float())
-gs = stage('bank', lambda: model.feature_bank.query(feats, k=1)[0][:, 0].cpu().numpy())
-ps = stage('to_points', lambda: model.interpolate(reg, reg[ci], gs.astype(np.float64)))
-cs = stage('coords', lambda: kernels.nearest(pts, model.coord_bank, dev)[0])
+for _rep in range(REPS):
+    reg = stage('register', lambda: model.register(cloud))
+    pts = kernels.as_tensor(reg, dev)
+    ci = stage('centres', lambda: model.test_centres(reg))
+    idx_t = torch.as_tensor(ci, device=dev)
+    neigh = stage('group', lambda: kernels.group(pts, idx_t, cfg.group_size)[0])
+    with torch.no_grad(), encoder_precision():
+        feats = stage('encode', lambda: model.encoder(neigh[None], pts[idx_t][None])[0].float())
+    gs = stage('bank', lambda: model.feature_bank.query(feats, k=1)[0][:, 0].cpu().numpy())
+    ps = stage('to_points', lambda: model.interpolate(reg, reg[ci], gs.astype(np.float64)))
+    cs = stage('coords', lambda: kernels.nearest(pts, model.coord_bank, dev)[0])
 print(json.dumps({{'times': times, 'peaks': peaks}}))
 """
 
@@ -99,35 +101,36 @@ def register():
         reg3.RANSACConvergenceCriteria(100000, 0.999))
     T = np.asarray(r.transformation)
     return cloud @ T[:3, :3].T + T[:3, 3]
-reg = stage('register', register)
-ci = stage('centres', lambda: np.asarray(fpsample.bucket_fps_kdline_sampling(reg.astype(np.float32), G, h=7), dtype=np.int64))
-def group():
-    tree = cKDTree(reg)
-    _, nb = tree.query(reg[ci], k=cfg.group_size, workers=-1)
-    return tree, torch.from_numpy((reg[nb] - reg[ci][:, None]).astype(np.float32))
-tree, neigh = stage('group', group)
-with torch.no_grad(), encoder_precision():
-    feats = stage('encode', lambda: model.encoder(neigh[None].to(model.device), torch.from_numpy(reg[ci].astype(np.float32))[None].to(model.device))[0].float().cpu().numpy())
-def bank_search():
-    b = np.ascontiguousarray(BANK)
-    index = faiss.IndexFlatL2(b.shape[1]); index.add(b)
-    return index.search(np.ascontiguousarray(feats), 1)[0][:, 0]
-BANK = model.feature_bank.features.float().cpu().numpy()
-gs = stage('bank', bank_search)
-def to_points():
-    _, nn = cKDTree(reg[ci]).query(reg, k=1, workers=-1)
-    return gs[nn]
-ps = stage('to_points', to_points)
-def coords():
-    cb = np.ascontiguousarray(model.coord_bank.cpu().numpy())
-    index = faiss.IndexFlatL2(3); index.add(cb)
-    return index.search(reg.astype(np.float32), 1)[0]
-cs = stage('coords', coords)
+for _rep in range(REPS):
+    reg = stage('register', register)
+    ci = stage('centres', lambda: np.asarray(fpsample.bucket_fps_kdline_sampling(reg.astype(np.float32), G, h=7), dtype=np.int64))
+    def group():
+        tree = cKDTree(reg)
+        _, nb = tree.query(reg[ci], k=cfg.group_size, workers=-1)
+        return tree, torch.from_numpy((reg[nb] - reg[ci][:, None]).astype(np.float32))
+    tree, neigh = stage('group', group)
+    with torch.no_grad(), encoder_precision():
+        feats = stage('encode', lambda: model.encoder(neigh[None].to(model.device), torch.from_numpy(reg[ci].astype(np.float32))[None].to(model.device))[0].float().cpu().numpy())
+    def bank_search():
+        b = np.ascontiguousarray(BANK)
+        index = faiss.IndexFlatL2(b.shape[1]); index.add(b)
+        return index.search(np.ascontiguousarray(feats), 1)[0][:, 0]
+    BANK = model.feature_bank.features.float().cpu().numpy()
+    gs = stage('bank', bank_search)
+    def to_points():
+        _, nn = cKDTree(reg[ci]).query(reg, k=1, workers=-1)
+        return gs[nn]
+    ps = stage('to_points', to_points)
+    def coords():
+        cb = np.ascontiguousarray(model.coord_bank.cpu().numpy())
+        index = faiss.IndexFlatL2(3); index.add(cb)
+        return index.search(reg.astype(np.float32), 1)[0]
+    cs = stage('coords', coords)
 print(json.dumps({{'times': times, 'peaks': peaks}}))
 """
 
 
-def speed(n: int, groups: int, device: str, precisions=("fp32", "bf16")) -> Table:
+def speed(n: int, groups: int, device: str, precisions=("fp32", "bf16"), reps: int = 3) -> Table:
     t = Table(f"pipeline_speed_{device}", f"Scoring one {n:,}-point cloud, stage by stage ({device})")
     runs = {}
     for prec in precisions:
@@ -135,24 +138,30 @@ def speed(n: int, groups: int, device: str, precisions=("fp32", "bf16")) -> Tabl
             if name != "group3ad" and device != "cpu":
                 continue
             fmt = dict(python=os.path.join(ROOT, "python"), root=ROOT, n=n, groups=groups,
-                       device=device, precision=prec)
+                       device=device, precision=prec, reps=reps)
             label = f"{name} {prec}"
             print(f"  running {label} ...", flush=True)
             runs[label] = measure_in_subprocess((_SETUP + body).format(**fmt))
+    spread = {}
     for stage in (*STAGES, "total"):
         row = {"stage": stage}
         for label, r in runs.items():
-            if stage == "total":
-                row[f"{label} s"] = sum(r["times"].values())
+            if stage == "total":  # the median run (by its total), not a sum of medians
+                totals = [sum(ts[i] for ts in r["times"].values()) for i in range(reps)]
+                row[f"{label} s"] = statistics.median(totals)
                 row[f"{label} peak MiB"] = max(r["peaks"].values())
+                spread[label] = (min(totals), max(totals))
             else:
-                row[f"{label} s"] = r["times"][stage]
+                row[f"{label} s"] = statistics.median(r["times"][stage])
                 row[f"{label} peak MiB"] = r["peaks"][stage]
         for prec in precisions:  # peer time / our time at the same encoder precision
             ours, peer = row.get(f"group3ad {prec} s"), row.get(f"Reg3D-AD-style peers {prec} s")
             if ours and peer:
                 row[f"speed-up {prec}"] = peer / ours
         t.add(**row)
+    t.notes.append(f"Seconds: median of {reps} scorings of the same cloud in one process (per stage; "
+                   "total: the median run). Range of the totals: " + "; ".join(
+                       f"{label} {lo:.2f}-{hi:.2f} s" for label, (lo, hi) in spread.items()) + ".")
     t.notes += [
         f"{groups} test groups of 128 points (the paper scores 16384), coordinate and feature banks "
         "of 10000, untrained encoder, 2 training clouds; peak MiB = process peak RSS after the stage.",
@@ -197,6 +206,7 @@ def main(argv=None) -> int:
     ap.add_argument("--groups", type=int, help="test groups (default 4096, --quick 1024)")
     ap.add_argument("--precision", choices=("fp32", "bf16", "both"), default="both",
                     help="encoder precision(s) to run (default both)")
+    ap.add_argument("--reps", type=int, default=3, help="scorings per path, medians reported (default 3)")
     ap.add_argument("--quality", action="store_true", help="run the methods table instead")
     ap.add_argument("--preset", default="small")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "bench_quality"))
@@ -208,7 +218,7 @@ def main(argv=None) -> int:
     n = args.points or (200_000 if args.quick else 1_000_000)
     g = args.groups or (1024 if args.quick else 4096)
     precisions = ("fp32", "bf16") if args.precision == "both" else (args.precision,)
-    speed(n, g, args.device, precisions).write()
+    speed(n, g, args.device, precisions, max(1, args.reps)).write()
     return 0
 
 
