@@ -231,10 +231,8 @@ def fpfh_with_variation(points: torch.Tensor, normals: torch.Tensor, radius: flo
     """``fpfh`` of every point and its ``fpfh_variation``, in one pass: what ``agcs`` needs.
 
     The same values as ``f = fpfh(points, normals, radius, max_nn)`` then
-    ``fpfh_variation(points, f, k)`` (bit for bit, on each backend), faster: on the CPU one
-    spatial index serves both, and the variation's nearest points come from the FPFH
-    neighbourhoods instead of a second search (a point whose neighbourhood holds fewer than k
-    others searches).
+    ``fpfh_variation(points, f, k)`` (bit for bit, on each backend); on the CPU one spatial
+    index and one reordered copy of the cloud serve both (about 0.15 s less at 1M points).
 
     Args:
         points: (N,3) float32/float64, finite.

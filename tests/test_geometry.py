@@ -326,9 +326,8 @@ def grid_plane(side=30):
 @pytest.mark.parametrize("name", ["surface", "surface32", "grid_dups", "sparse", "tiny"])
 @pytest.mark.parametrize("radius_sp,max_nn,k", [(5, 100, 16), (2, 10, 16), (3, 40, 4), (5, 100, 5000)])
 def test_fpfh_with_variation_equals_separate_ops(name, radius_sp, max_nn, k):
-    # The variation's neighbours come from the FPFH lists (or, for points with fewer than k
-    # others in theirs, a search): grids (exact distance ties), duplicates, sparse points,
-    # max_nn below k (every point searches) and k above N all give the separate ops' bits.
+    # One index for both parts: grids (exact distance ties), duplicates, sparse points, max_nn
+    # below k and k above N all give the separate ops' bits.
     clouds = {
         "surface": lambda: surface_cloud(6000, dtype=torch.float64),
         "surface32": lambda: surface_cloud(6000, dtype=torch.float32),
