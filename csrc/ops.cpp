@@ -26,7 +26,7 @@ TORCH_LIBRARY(group3ad_ext, m) {
   m.def("fpfh_variation(Tensor points, Tensor features, int k) -> Tensor");
 
   // points (N,3), normals (N,3) -> features (N,33) and variation (N,): fpfh(points, normals,
-  // None, radius, max_nn) and fpfh_variation(points, features, k) in one pass, same values.
+  // None, radius, max_nn) then fpfh_variation(points, features, k), same values, one index.
   m.def("fpfh_with_variation(Tensor points, Tensor normals, float radius, int max_nn, int k) -> (Tensor, Tensor)");
 
   // queries (Q,D), bank (B,D) float32/float16/bfloat16 -> dist (Q,k) float32 (Euclidean, not

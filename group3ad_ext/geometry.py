@@ -228,7 +228,7 @@ def fpfh_variation(points: torch.Tensor, features: torch.Tensor, k: int = 16) ->
 
 def fpfh_with_variation(points: torch.Tensor, normals: torch.Tensor, radius: float,
                         max_nn: int = 100, k: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """``fpfh`` of every point and its ``fpfh_variation``, in one pass: what ``agcs`` needs.
+    """``fpfh`` of every point and its ``fpfh_variation`` over one spatial index: what ``agcs`` needs.
 
     The same values as ``f = fpfh(points, normals, radius, max_nn)`` then
     ``fpfh_variation(points, f, k)`` (bit for bit, on each backend); on the CPU one spatial

@@ -125,9 +125,10 @@ def test_evaluate_writes_json_markdown_and_figures(tmp_path, capsys, tiny_config
     data = _write_dataset(tmp_path / "d")
     out_dir = tmp_path / "o"
     rc, out, err = _run(["evaluate", "--data", data, "--config", tiny_config, "--out", str(out_dir),
-                         "--methods", "PatchCore(FPFH)", "Group3AD"], capsys)
+                         "--methods", "PatchCore(FPFH)", "Group3AD", "--name", "Anomaly-ShapeNet"], capsys)
     assert rc == 0, err
-    assert "Table 1: O-AUROC" in out and "| Group3AD |" in out
+    assert "Table 1: O-AUROC on Anomaly-ShapeNet" in out and "| Group3AD |" in out
+    assert "Table 1: O-AUROC on Anomaly-ShapeNet" in (out_dir / "results.md").read_text()
     rep = json.loads((out_dir / "results.json").read_text())
     assert set(rep["methods"]) == {"PatchCore(FPFH)", "Group3AD"}
     assert rep["methods"]["Group3AD"]["categories"]["blob"]["O-AUROC"] in (0.0, 0.5, 1.0)

@@ -162,8 +162,7 @@ at::Tensor fpfh_variation_cuda(const at::Tensor& points, const at::Tensor& featu
   return out.to(f.scalar_type());
 }
 
-// The two ops in sequence: on the GPU the FPFH neighbourhoods are not kept past the FPFH
-// kernel, so the variation runs its own kNN (the same values as the CPU's fused pass).
+// The two ops in sequence (each builds its own grid; the same values as the CPU op).
 std::tuple<at::Tensor, at::Tensor> fpfh_with_variation_cuda(const at::Tensor& points, const at::Tensor& normals,
                                                             double radius, int64_t max_nn, int64_t k) {
   at::Tensor features = fpfh_cuda(points, normals, std::nullopt, radius, max_nn);

@@ -20,6 +20,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", metavar="DIR", default="runs/evaluate",
                    help="where results.json, results.md and PNG figures go (default runs/evaluate)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--name", default="Real3D-AD", metavar="NAME",
+                   help="dataset name in the table titles (default Real3D-AD)")
     add_common(p)
 
 
@@ -29,8 +31,8 @@ def run(args) -> int:
 
     cfg = config_from_args(args)
     report = evaluate(args.data, cfg, methods=args.methods, categories=args.category, out_dir=args.out,
-                      fusion=args.fusion, figures=not args.no_figures)
+                      fusion=args.fusion, figures=not args.no_figures, data_name=args.name)
     print()
-    print(markdown_tables(report["methods"]))
+    print(markdown_tables(report["methods"], data_name=args.name))
     print(f"wrote {args.out}/results.json, results.md" + ("" if args.no_figures else " and PNG figures"))
     return 0
