@@ -254,6 +254,20 @@ def test_fpfh_variation_matches_oracle(cloud, data):
         assert float(got[0]) == 0.0
 
 
+@given(clouds(high=120, kinds=("uniform", "duplicates", "coplanar", "identical", "grid", "clusters")), st.data())
+def test_fpfh_with_variation_equals_the_two_ops(cloud, data):
+    fpfh_with_variation = op("fpfh_with_variation")
+    pts, desc = cloud
+    radius = generic_radius(desc["scale"], data.draw(st.sampled_from((0.1, 0.3, 1.0)), label="radius/scale"))
+    max_nn = data.draw(st.integers(1, 40), label="max_nn")
+    k = data.draw(st.integers(1, 20), label="k")
+    nrm = op("normals")(pts, max_nn=10)
+    f, v = fpfh_with_variation(pts, nrm, radius, max_nn, k)
+    want_f = op("fpfh")(pts, nrm, radius, max_nn)
+    assert torch.equal(f, want_f)
+    assert torch.equal(v, op("fpfh_variation")(pts, want_f, k))
+
+
 # --------------------------------------------------------------------------------------- agcs
 @given(clouds(low=2, high=250, kinds=("uniform", "duplicates", "coplanar", "clusters", "grid"), layouts=("contiguous", "transposed")),
        st.data())
