@@ -83,6 +83,7 @@ def test_geometry_ops_deterministic():
     assert_bitwise_stable(lambda: fpfh(pts, nrm, 0.08, max_nn=100))
     feats = fpfh(pts, nrm, 0.08, max_nn=100)
     assert_bitwise_stable(lambda: fpfh_variation(pts, feats, 16))
+    assert_bitwise_stable(lambda: op("fpfh_with_variation")(pts, nrm, 0.08, 100, 16))
 
 
 def test_agcs_deterministic():
