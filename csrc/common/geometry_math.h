@@ -339,12 +339,17 @@ G3_HD int clamp_bin(double x) {
 // every pair near theta = +-pi, where the sign of a zero y matters) atan2 itself decides.
 constexpr double kThetaMargin = 0.01;
 
+// atan(a) for a in [0, 1], the approximation above.
+G3_HD double atan_unit_approx(double a) {
+  return 0.7853981633974483 * a - a * (a - 1.0) * (0.2447 + 0.0663 * a);
+}
+
 G3_HD int theta_bin(double y, double x) {
   const double ax = fabs(x), ay = fabs(y);
   const double hi = ax > ay ? ax : ay;
   if (hi > 0.0 && hi <= kDoubleMax) {
     const double a = (ax > ay ? ay : ax) / hi;
-    double r = 0.7853981633974483 * a - a * (a - 1.0) * (0.2447 + 0.0663 * a);
+    double r = atan_unit_approx(a);
     if (ay > ax) r = 1.5707963267948966 - r;
     if (x < 0.0) r = kPi - r;
     if (y < 0.0) r = -r;
@@ -404,7 +409,7 @@ G3_HD bool pair_bins_branchless(double dx, double dy, double dz, double n1x, dou
   const double below_max = hi <= kDoubleMax ? 1.0 : 0.0;
   const bool finite = (hi > 0.0 ? below_max : 0.0) != 0.0;
   const double a = (ax > ay ? ay : ax) / (finite ? hi : 1.0);
-  double r = 0.7853981633974483 * a - a * (a - 1.0) * (0.2447 + 0.0663 * a);
+  double r = atan_unit_approx(a);
   // Both sides of every select are computed first: a select of two values, not a branch
   // (the compiler does not speculate floating-point operations that a branch guards).
   const double r_steep = 1.5707963267948966 - r;

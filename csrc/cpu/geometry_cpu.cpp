@@ -159,19 +159,18 @@ G3_CPU_MULTIVERSION void spfh_row(const double* pp, const double* pn, int64_t i,
       skipped = true;
       continue;
     }
-    if (ok[j]) {
-      counts[b0[j]] += 1;
-      counts[b1[j]] += 1;
-      counts[b2[j]] += 1;
-    } else {
+    if (!ok[j]) {
       double f[4];
       int bins[3];
       gm::pair_feature(p, n, pp + 3 * nb[j], pn + 3 * nb[j], f);
       gm::pair_bins(f, bins);
-      counts[bins[0]] += 1;
-      counts[bins[1]] += 1;
-      counts[bins[2]] += 1;
+      b0[j] = bins[0];
+      b1[j] = bins[1];
+      b2[j] = bins[2];
     }
+    counts[b0[j]] += 1;
+    counts[b1[j]] += 1;
+    counts[b2[j]] += 1;
   }
 }
 
@@ -201,15 +200,6 @@ G3_CPU_MULTIVERSION void fpfh_row(const double* pp, int64_t i, const Idx* nb, in
 // The SPFH pass keeps its neighbour lists (int32) for the FPFH pass when they fit in
 // kListBudget entries; larger clouds search again, so memory stays bounded for any size.
 constexpr int64_t kListBudget = int64_t(1) << 27;  // 512 MiB of int32
-
-// Every point's hybrid neighbourhood (tree positions, int32, k = min(max_nn, n) per row), kept
-// by the SPFH pass for the FPFH pass.
-struct NeighbourLists {
-  std::unique_ptr<int32_t[]> idx;  // (n,k)
-  std::unique_ptr<int64_t[]> cnt;  // (n,)
-  int64_t k = 0;
-  bool kept() const { return idx != nullptr; }
-};
 
 // FPFH rows (double) written by original index into po: of every point (qi null, nq = n) or
 // of the points qi[0..nq).
@@ -253,13 +243,9 @@ void fpfh_tree(const TreeCloud& cloud, const double* normals, const int64_t* qi,
   const auto counts = uninitialised<int32_t>(static_cast<size_t>(n) * gm::kFpfhBins);
   const auto incr = uninitialised<double>(n);
   // Without a subset, the SPFH pass sees exactly the FPFH queries: keep their lists if they fit.
-  NeighbourLists kept;
-  if (!subset && n <= std::numeric_limits<int32_t>::max() && n * k <= kListBudget) {
-    kept.idx = uninitialised<int32_t>(n * k);
-    kept.cnt = uninitialised<int64_t>(n);
-    kept.k = k;
-  }
-  const bool keep = kept.kept();
+  const bool keep = !subset && n <= std::numeric_limits<int32_t>::max() && n * k <= kListBudget;
+  const auto lists = uninitialised<int32_t>(keep ? n * k : 0);  // (n,k) tree positions
+  const auto list_cnt = uninitialised<int64_t>(keep ? n : 0);
 
   at::parallel_for(0, nneed, 256, [&](int64_t begin, int64_t end) {
     Scratch s(k);
@@ -268,8 +254,8 @@ void fpfh_tree(const TreeCloud& cloud, const double* normals, const int64_t* qi,
       const int64_t i = subset ? need[j] : j;
       const int64_t cnt = index.query_ball(pp + 3 * i, k, r2, s.d2.data(), s.idx.data());
       if (keep) {
-        kept.cnt[i] = cnt;
-        std::copy(s.idx.begin(), s.idx.begin() + cnt, kept.idx.get() + i * k);
+        list_cnt[i] = cnt;
+        std::copy(s.idx.begin(), s.idx.begin() + cnt, lists.get() + i * k);
       }
       spfh_row(pp, pn, i, s.d2.data(), s.idx.data(), cnt, pairs, counts.get() + gm::kFpfhBins * i, incr.get() + i);
     }
@@ -281,7 +267,7 @@ void fpfh_tree(const TreeCloud& cloud, const double* normals, const int64_t* qi,
       const int64_t i = subset ? qpos[t] : t;             // tree position
       double* row = po + gm::kFpfhBins * (subset ? t : order[t]);  // output row
       if (keep) {
-        fpfh_row(pp, i, kept.idx.get() + i * k, kept.cnt[i], counts.get(), incr.get(), row);
+        fpfh_row(pp, i, lists.get() + i * k, list_cnt[i], counts.get(), incr.get(), row);
       } else {
         const int64_t cnt = index.query_ball(pp + 3 * i, k, r2, s.d2.data(), s.idx.data());
         fpfh_row(pp, i, s.idx.data(), cnt, counts.get(), incr.get(), row);
@@ -322,29 +308,13 @@ struct Candidate {
 
 // Variation of tree position t: the sum of ||f(t) - f(c)||_2 over the kk nearest candidates by
 // (d2, original index), added in that order, as the CUDA kernel adds its sorted kNN rows (so
-// both backends give the same bits). c[0..cnt) must not hold t itself and cnt >= kk; it is
-// reordered. scratch: at least cnt doubles.
+// both backends give the same bits). c[0..cnt) must not hold t itself, kk <= cnt; it is sorted.
 template <typename F>
 G3_CPU_MULTIVERSION double nearest_variation(const F* features, int64_t dim, int64_t t, Candidate* c,
-                                             int64_t cnt, int64_t kk, double* scratch) {
-  const auto closer = [](const Candidate& a, const Candidate& b) {
+                                             int64_t cnt, int64_t kk) {
+  std::sort(c, c + cnt, [](const Candidate& a, const Candidate& b) {
     return a.d2 < b.d2 || (a.d2 == b.d2 && a.key < b.key);
-  };
-  if (cnt > kk) {
-    // The kk-th smallest distance, selected on bare doubles (much cheaper than on candidates);
-    // then the candidates below it, and those at it in key order up to kk.
-    for (int64_t j = 0; j < cnt; ++j) scratch[j] = c[j].d2;
-    std::nth_element(scratch, scratch + kk - 1, scratch + cnt);
-    const double kth = scratch[kk - 1];
-    int64_t below = 0;
-    for (int64_t j = 0; j < cnt; ++j)
-      if (c[j].d2 < kth) std::swap(c[below++], c[j]);
-    int64_t at = below;
-    for (int64_t j = below; j < cnt; ++j)
-      if (c[j].d2 == kth) std::swap(c[at++], c[j]);
-    if (at > kk) std::nth_element(c + below, c + kk - 1, c + at, closer);
-  }
-  std::sort(c, c + kk, closer);
+  });
   double total = 0.0;
   for (int64_t j = 0; j < kk; ++j) total += gm::feature_distance(features + dim * t, features + dim * c[j].pos, dim);
   return total;
@@ -358,7 +328,6 @@ void variation_by_search(const TreeCloud& cloud, const F* fs, int64_t dim, int64
   at::parallel_for(0, cloud.n, 256, [&](int64_t begin, int64_t end) {
     Scratch s(kk + 1);
     std::vector<Candidate> c(kk + 1);
-    std::vector<double> scratch(kk + 1);
     const double* prev_q = nullptr;
     double prev_kth = 0.0;
     for (int64_t t = begin; t < end; ++t) {
@@ -368,9 +337,24 @@ void variation_by_search(const TreeCloud& cloud, const F* fs, int64_t dim, int64
       int64_t cnt = 0;
       for (int64_t j = 0; j <= kk; ++j)
         if (s.idx[j] != t) c[cnt++] = {s.d2[j], order[s.idx[j]], s.idx[j]};
-      po[order[t]] = nearest_variation(fs, dim, t, c.data(), cnt, kk, scratch.data());
+      po[order[t]] = nearest_variation(fs, dim, t, c.data(), cnt, kk);
     }
   });
+}
+
+// fpfh_variation of the cloud's points from features (n,F) (original row order, contiguous):
+// (n,) in the features' dtype.
+at::Tensor variation_on_tree(const TreeCloud& cloud, const at::Tensor& f, int64_t k) {
+  at::Tensor out = at::zeros({cloud.n}, f.options().dtype(at::kDouble));
+  const int64_t kk = std::min<int64_t>(k, cloud.n - 1);  // other points available
+  if (kk >= 1) {
+    const int64_t dim = f.size(1);
+    AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fpfh_variation_cpu", [&] {
+      const auto fs = in_tree_order(f.data_ptr<scalar_t>(), dim, cloud.order, cloud.n);
+      variation_by_search(cloud, fs.get(), dim, kk, out.data_ptr<double>());
+    });
+  }
+  return out.to(f.scalar_type());
 }
 
 at::Tensor fpfh_variation_cpu(const at::Tensor& points, const at::Tensor& features, int64_t k) {
@@ -379,17 +363,8 @@ at::Tensor fpfh_variation_cpu(const at::Tensor& points, const at::Tensor& featur
   const int64_t n = p.size(0);
   TORCH_CHECK(features.dim() == 2 && features.size(0) == n,
               "features must have shape (N,F) with N = points rows");
-  const at::Tensor f = features.contiguous();
-  at::Tensor out = at::zeros({n}, f.options().dtype(at::kDouble));
-  const int64_t kk = std::min<int64_t>(k, n - 1);  // other points available
-  if (n <= 1 || kk == 0) return out.to(f.scalar_type());
-  const TreeCloud cloud(p);
-  const int64_t dim = f.size(1);
-  AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fpfh_variation_cpu", [&] {
-    const auto fs = in_tree_order(f.data_ptr<scalar_t>(), dim, cloud.order, n);
-    variation_by_search(cloud, fs.get(), dim, kk, out.data_ptr<double>());
-  });
-  return out.to(f.scalar_type());
+  if (n <= 1) return at::zeros({n}, features.options());
+  return variation_on_tree(TreeCloud(p), features.contiguous(), k);
 }
 
 // fpfh(points, normals, None, radius, max_nn) then fpfh_variation(points, that, k) over one
@@ -405,19 +380,12 @@ std::tuple<at::Tensor, at::Tensor> fpfh_with_variation_cpu(const at::Tensor& poi
   const at::Tensor nr = as_double_points(normals, "normals");
   const int64_t n = p.size(0);
   TORCH_CHECK(nr.size(0) == n, "normals must have as many rows as points");
-  at::Tensor variation = at::zeros({n}, p.options());
-  if (n == 0) return {at::zeros({0, gm::kFpfhBins}, points.options()), variation.to(points.scalar_type())};
+  if (n == 0) return {at::zeros({0, gm::kFpfhBins}, points.options()), at::zeros({0}, points.options())};
   at::Tensor features = at::empty({n, gm::kFpfhBins}, p.options());
   const TreeCloud cloud(p);
   fpfh_tree(cloud, nr.data_ptr<double>(), nullptr, n, radius, max_nn, features.data_ptr<double>());
   features = features.to(points.scalar_type());
-  const int64_t kk = std::min<int64_t>(k, n - 1);
-  if (kk == 0) return {features, variation.to(points.scalar_type())};
-  AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "fpfh_with_variation_cpu", [&] {
-    const auto fs = in_tree_order(features.data_ptr<scalar_t>(), gm::kFpfhBins, cloud.order, n);
-    variation_by_search(cloud, fs.get(), gm::kFpfhBins, kk, variation.data_ptr<double>());
-  });
-  return {features, variation.to(points.scalar_type())};
+  return {features, variation_on_tree(cloud, features, k)};
 }
 
 }  // namespace
