@@ -107,6 +107,7 @@ def test_fit_score_and_model_from_another_version(tmp_path, capsys, tiny_config)
     assert rc == 0, err
     summary = json.loads(open(prefix + ".json").read())
     assert summary["n_points"] == 2000 and np.isfinite(summary["object_score"])
+    assert summary["registration"] is None  # registration is off in the tiny config
     import open3d as o3d
 
     ply = o3d.io.read_point_cloud(prefix + ".ply")
@@ -119,6 +120,32 @@ def test_fit_score_and_model_from_another_version(tmp_path, capsys, tiny_config)
     assert rc == 2 and "refit" in err
     rc, _, err = _run(["score", str(tmp_path / "none.pcd"), "--model", model], capsys)
     assert rc == 2 and "does not exist" in err
+
+
+def test_score_reports_registration_and_warns_when_unaligned(tmp_path, capsys):
+    """With registration on, score's JSON carries the fitness; a cloud that does not fit the
+    template (a random box of points) is flagged on stderr and in the JSON, not silently scored."""
+    from group3ad.data import write_pcd
+
+    data = _write_dataset(tmp_path / "d")
+    cfg = dict(TINY, registration={"enabled": True, "units": "spacing", "max_iteration": 2000})
+    cfg_path = tmp_path / "reg.json"
+    cfg_path.write_text(json.dumps(cfg))
+    model = str(tmp_path / "blob.g3ad")
+    rc, _, err = _run(["fit", "--data", data, "--category", "blob", "--config", str(cfg_path),
+                       "--out", model], capsys)
+    assert rc == 0, err
+    part = os.path.join(data, "blob", "test", "0_good.pcd")
+    rc, _, err = _run(["score", part, "--model", model, "--out", str(tmp_path / "part")], capsys)
+    reg = json.loads((tmp_path / "part.json").read_text())["registration"]
+    assert rc == 0 and reg["aligned"] and reg["fitness"] > 0.9 and "warning" not in err
+    box = str(tmp_path / "box.pcd")
+    write_pcd(box, np.random.default_rng(0).uniform(-10, 10, size=(2000, 3)))
+    rc, _, err = _run(["score", box, "--model", model, "--out", str(tmp_path / "box")], capsys)
+    reg = json.loads((tmp_path / "box.json").read_text())["registration"]
+    assert rc == 0 and not reg["aligned"] and reg["fitness"] < 0.9
+    assert reg["attempts"] == 5  # every restart was tried before giving up
+    assert "warning: registration fitness" in err and "unreliable" in err
 
 
 def test_evaluate_writes_json_markdown_and_figures(tmp_path, capsys, tiny_config):

@@ -31,6 +31,10 @@ class RegistrationConfig:
     point spacing (``group3ad_ext.point_spacing``) divided by ``voxel_size``, i.e. the voxel
     becomes ``spacing_scale`` point spacings and the other lengths keep Reg3D-AD's ratios to
     it: the setting for data in other units or of another density.
+
+    Robustness beyond Reg3D-AD (see registration.py): ``flip_normals`` also tries the source
+    with its unoriented normals negated; ``restarts`` more RANSAC seeds are tried while the best
+    fitness is below ``min_fitness``. ``restarts=0, flip_normals=False`` is Reg3D-AD's single try.
     """
 
     enabled: bool = True
@@ -50,6 +54,9 @@ class RegistrationConfig:
     icp: bool = True
     icp_distance: float = 0.5
     icp_max_iteration: int = 30
+    flip_normals: bool = True
+    restarts: int = 4
+    min_fitness: float = 0.9
 
     def validate(self) -> None:
         if self.units not in REGISTRATION_UNITS:
@@ -59,6 +66,10 @@ class RegistrationConfig:
                      positive, "> 0", UserError, "registration.")
         check_fields(self, ("normal_max_nn", "fpfh_max_nn", "max_iteration", "icp_max_iteration"),
                      lambda v: int(v) >= 1, ">= 1", UserError, "registration.")
+        if not isinstance(self.restarts, int) or isinstance(self.restarts, bool) or self.restarts < 0:
+            raise UserError(f"registration.restarts must be a non-negative integer, got {self.restarts!r}")
+        if not 0 <= self.min_fitness <= 1:
+            raise UserError(f"registration.min_fitness must be in [0, 1], got {self.min_fitness!r}")
         if not 3 <= self.ransac_n <= 10:
             raise UserError(f"registration.ransac_n must be in [3, 10], got {self.ransac_n!r}")
         if not 0 < self.edge_length_ratio < 1 or not 0 < self.confidence < 1:

@@ -30,7 +30,7 @@ from .errors import UserError
 from .fusion import BranchStats, fuse_train
 from .memory_bank import MemoryBank
 from .progress import progress
-from .registration import TemplateRegistrar
+from .registration import RegistrationResult, TemplateRegistrar
 
 MODEL_FORMAT = "group3ad-model"
 MODEL_FORMAT_VERSION = 1
@@ -155,9 +155,17 @@ class Group3AD:
 
     def register(self, cloud) -> np.ndarray:
         """The cloud centred and registered to the template (as scored)."""
+        return self.registration(cloud)[0]
+
+    def registration(self, cloud) -> tuple[np.ndarray, RegistrationResult | None]:
+        """(the cloud centred and registered (N,3), the RegistrationResult with its fitness;
+        None when registration is disabled)."""
         self._check_fitted()
         pts = centred(points_of(cloud))
-        return self.registrar(pts) if self.config.registration.enabled else pts
+        if not self.config.registration.enabled:
+            return pts, None
+        result = self.registrar.register(pts)
+        return self.registrar.apply(pts, result.transform), result
 
     def test_centres(self, registered: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -199,7 +207,12 @@ class Group3AD:
         fused with the training statistics (single-cloud fusion, fusion.fuse_train)."""
         return fuse_train(self.score_branches(cloud), self.stats)
 
-    # -- save / load ----------------------------------------------------------------------------
+    def score_with_registration(self, cloud) -> tuple[np.ndarray, float, RegistrationResult | None]:
+        """``score`` plus the cloud's RegistrationResult (None when registration is disabled):
+        a fitness below ``registration.min_fitness`` means the cloud may not be aligned with
+        the template, and its scores are then unreliable."""
+        registered, result = self.registration(cloud)
+        return (*fuse_train(self.score_branches(cloud, registered), self.stats), result)
 
     def state_dict(self) -> dict:
         self._check_fitted()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 NAME = "score"
 HELP = "score one cloud (.pcd/.ply/.txt): a PLY coloured by anomaly score and a JSON summary"
@@ -23,7 +24,7 @@ def run(args) -> int:
 
     model = Group3AD.load(args.model, device=args.device)
     pts = read_points(args.file)
-    point_scores, object_score = model.score(pts)
+    point_scores, object_score, registration = model.score_with_registration(pts)
     prefix = args.out or os.path.splitext(args.file)[0] + ".scored"
     ply = write_scored_ply(prefix + ".ply", pts, point_scores)
     summary = {
@@ -34,7 +35,19 @@ def run(args) -> int:
         "fraction_above_1": float((point_scores > 1.0).mean()),
         "note": "scores are normalised with the model's training statistics: 1 = the 99th "
                 "percentile of normal training distances above their median",
+        "registration": None,
     }
+    min_fitness = model.config.registration.min_fitness
+    if registration is not None:
+        summary["registration"] = {
+            "fitness": registration.fitness, "rmse": registration.rmse,
+            "attempts": registration.attempts, "flipped_normals": registration.flipped,
+            "aligned": registration.fitness >= min_fitness,
+        }
+        if registration.fitness < min_fitness:
+            print(f"warning: registration fitness {registration.fitness:.3f} is below "
+                  f"{min_fitness}: the cloud may not be aligned with the template, so its scores "
+                  f"are unreliable (is it a part of this category?)", file=sys.stderr)
     with open(prefix + ".json", "w") as f:
         json.dump(summary, f, indent=1)
     if args.png:

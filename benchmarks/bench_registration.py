@@ -1,0 +1,118 @@
+"""Registration to the category template on a synthetic preset: how many clouds register, and
+at what cost, with Reg3D-AD's single RANSAC try and with group3ad's defaults.
+
+    python -m benchmarks.bench_registration [--preset small | --quick] [--data DIR]
+
+Every training cloud but the template and every test cloud of each category is registered to
+the template (the first training cloud) with the demo config's registration settings (voxel
+0.5 mm, FPFH 2.5 mm, RANSAC 0.75 mm / 20000 iterations / 0.999), in four variants:
+  Reg3D-AD             one RANSAC try, no ICP (Reg3D-AD's code)
+  + ICP                one try, then point-to-plane ICP
+  + flipped normals    also RANSAC (+ ICP) from the source's negated normals, best kept
+  + restarts (default) and up to 4 more seeds while the best fitness is below 0.9
+A cloud counts as registered when its fitness (share of downsampled source points within
+0.75 mm of the template after the transform) exceeds 0.9: test scans are one-sided views of a
+part whose template is a complete scan, so a correct pose leaves only the defect (1-5% of the
+points) and scan noise unmatched; wrong poses land at 0.2-0.75.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for p in (os.path.join(ROOT, "python"), ROOT):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from benchmarks.common import Table  # noqa: E402
+
+VARIANTS = {
+    "Reg3D-AD": dict(icp=False, flip_normals=False, restarts=0),
+    "+ ICP": dict(icp=True, flip_normals=False, restarts=0),
+    "+ flipped normals": dict(icp=True, flip_normals=True, restarts=0),
+    "+ restarts (default)": dict(),
+}
+REGISTERED = 0.9
+
+
+def _clouds(root: str):
+    """{category: (template (N,3), [(name, points (M,3)), ...])}, all centred."""
+    from group3ad.data import open_dataset
+    from group3ad.pipeline import centred
+
+    ds = open_dataset(root)
+    out = {}
+    for cat in ds.categories():
+        train = [centred(s.load(drop_nan=True).points) for s in ds.train(cat)]
+        others = [(f"train/{s.name}", p) for s, p in zip(ds.train(cat)[1:], train[1:])]
+        others += [(f"test/{s.name}", centred(s.load(drop_nan=True).points)) for s in ds.test(cat)]
+        out[cat] = (train[0], others)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--data", help="dataset root (default: runs/bench_quality/data/PRESET, generated if missing)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="the tiny preset")
+    ap.add_argument("--device", default="cpu", help="registration runs on the CPU (Open3D RANSAC); "
+                                                      "other devices are skipped")
+    args = ap.parse_args(argv)
+    if args.device != "cpu":
+        print("bench_registration: registration runs on the CPU only; skipped for", args.device)
+        return 0
+    if args.quick:
+        args.preset = "tiny"
+    from group3ad.config import Group3ADConfig
+    from group3ad.data import synth
+    from group3ad.registration import TemplateRegistrar
+
+    data = args.data or os.path.join(ROOT, "runs", "bench_quality", "data", args.preset)
+    if not os.path.isdir(data):
+        synth.generate(data, preset=args.preset, seed=args.seed)
+    clouds = _clouds(data)
+    t = Table("registration", f"Registration to the template on the synthetic {args.preset!r} preset")
+    for variant, changes in VARIANTS.items():
+        cfg = Group3ADConfig.demo(seed=args.seed, registration=changes).registration
+        per_cat, fits, secs, tries = {}, [], [], []
+        for cat, (template, others) in clouds.items():
+            reg = TemplateRegistrar(template, cfg, args.seed)
+            ok = 0
+            for _, pts in others:
+                t0 = time.perf_counter()
+                res = reg.register(pts)
+                secs.append(time.perf_counter() - t0)
+                fits.append(res.fitness)
+                tries.append(res.attempts)
+                ok += res.fitness > REGISTERED
+            per_cat[cat] = f"{ok}/{len(others)}"
+        n_ok = sum(f > REGISTERED for f in fits)
+        t.add(variant=variant, registered=f"{n_ok}/{len(fits)}", **per_cat,
+              median_fitness=statistics.median(fits), worst_fitness=min(fits),
+              seeds_tried_max=max(tries), s_per_cloud=statistics.mean(secs), s_max=max(secs))
+    t.notes += [
+        f"Data: `{os.path.relpath(data, ROOT)}` (seed {args.seed}); per category: the training clouds "
+        "after the template and every test cloud. Registration settings: `Group3ADConfig.demo()`.",
+        f"registered: fitness > {REGISTERED} (fitness = share of the voxel-downsampled source within "
+        "the RANSAC distance of the template after the transform).",
+        "Why a single try fails: the normals are unoriented (their sign is the eigen solver's, a "
+        "function of the cloud's pose) and FPFH is not invariant to it, so on a randomly posed scan "
+        "a cloud-dependent share of the normals disagrees in sign with the template's and the "
+        "FPFH correspondences are mostly wrong; Open3D's RANSAC then stops early on a wrong pose "
+        "(its confidence rule counts fitness, not correspondence inliers).",
+        "s_per_cloud: mean wall time per registration including voxel downsampling, normals, FPFH "
+        "(twice with flipped normals), RANSAC and ICP.",
+    ]
+    t.write()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
