@@ -102,12 +102,14 @@ def test_one_try_settings_run_a_single_ransac(template):
 
 def test_restarts_keep_the_best_of_every_attempt(template):
     moved = _with_outliers(template @ _rotation(-0.9, 0.4, 2.6).T, 2000, 1)
-    cfg = _fast_cfg(restarts=2, min_fitness=1.0, max_iteration=300)  # 1.0 is out of reach
+    cfg = _fast_cfg(restarts=2, min_fitness=1.0, max_iteration=300,  # 1.0 is out of reach
+                    restart_max_iteration=600, restart_confidence=0.99999)
     reg = TemplateRegistrar(template, cfg, seed=7)
     res = reg.register(moved)
     assert res.attempts == 3 and res.fitness < 1.0
     src = _Prepared(moved, reg.lengths, cfg)
-    tries = [reg._attempt(s, seed) for seed in (7, 8, 9) for s in (src, src.flipped(reg.lengths, cfg))]
+    tries = [reg._attempt(s, seed, restart=seed > 7)
+             for seed in (7, 8, 9) for s in (src, src.flipped(reg.lengths, cfg))]
     best = max(tries, key=lambda r: (r.fitness, -r.rmse))
     assert (res.fitness, res.rmse) == (best.fitness, best.rmse)
     np.testing.assert_array_equal(res.transform, best.transform)
@@ -138,3 +140,12 @@ def test_flipped_normals_and_restarts_register_hard_scans(tmp_path):
         registered[name] = sum(reg.register(s).fitness > 0.9 for s in scans)
     assert registered["one try"] <= 9, registered  # the data is hard for one try
     assert registered["default"] >= 11, registered
+
+
+@pytest.mark.parametrize("field,value", [("restarts", -1), ("restarts", 1.5), ("min_fitness", 1.5),
+                                         ("restart_confidence", 1.0), ("restart_max_iteration", 0)])
+def test_robustness_settings_are_validated(field, value):
+    from group3ad.errors import UserError
+
+    with pytest.raises(UserError, match=field):
+        RegistrationConfig(**{field: value}).validate()

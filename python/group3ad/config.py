@@ -34,7 +34,10 @@ class RegistrationConfig:
 
     Robustness beyond Reg3D-AD (see registration.py): ``flip_normals`` also tries the source
     with its unoriented normals negated; ``restarts`` more RANSAC seeds are tried while the best
-    fitness is below ``min_fitness``. ``restarts=0, flip_normals=False`` is Reg3D-AD's single try.
+    fitness is below ``min_fitness``, each with RANSAC's confidence raised to
+    ``restart_confidence`` and up to ``restart_max_iteration`` iterations (Open3D's RANSAC stops
+    after a few hundred iterations on a wrong pose at confidence 0.999).
+    ``restarts=0, flip_normals=False`` is Reg3D-AD's single try.
     """
 
     enabled: bool = True
@@ -57,6 +60,8 @@ class RegistrationConfig:
     flip_normals: bool = True
     restarts: int = 4
     min_fitness: float = 0.9
+    restart_confidence: float = 0.9999999
+    restart_max_iteration: int = 1000000
 
     def validate(self) -> None:
         if self.units not in REGISTRATION_UNITS:
@@ -64,7 +69,8 @@ class RegistrationConfig:
         check_fields(self, ("spacing_scale", "voxel_size", "normal_radius", "fpfh_radius",
                             "ransac_distance", "icp_distance"),
                      positive, "> 0", UserError, "registration.")
-        check_fields(self, ("normal_max_nn", "fpfh_max_nn", "max_iteration", "icp_max_iteration"),
+        check_fields(self, ("normal_max_nn", "fpfh_max_nn", "max_iteration", "icp_max_iteration",
+                            "restart_max_iteration"),
                      lambda v: int(v) >= 1, ">= 1", UserError, "registration.")
         if not isinstance(self.restarts, int) or isinstance(self.restarts, bool) or self.restarts < 0:
             raise UserError(f"registration.restarts must be a non-negative integer, got {self.restarts!r}")
@@ -72,8 +78,10 @@ class RegistrationConfig:
             raise UserError(f"registration.min_fitness must be in [0, 1], got {self.min_fitness!r}")
         if not 3 <= self.ransac_n <= 10:
             raise UserError(f"registration.ransac_n must be in [3, 10], got {self.ransac_n!r}")
-        if not 0 < self.edge_length_ratio < 1 or not 0 < self.confidence < 1:
-            raise UserError("registration.edge_length_ratio and confidence must be in (0, 1)")
+        if (not 0 < self.edge_length_ratio < 1 or not 0 < self.confidence < 1
+                or not 0 < self.restart_confidence < 1):
+            raise UserError("registration.edge_length_ratio, confidence and restart_confidence "
+                            "must be in (0, 1)")
 
 
 @dataclass

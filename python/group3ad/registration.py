@@ -10,8 +10,9 @@ Steps (lengths from ``RegistrationConfig``, see ``resolve_lengths``):
    exact knn op + a float64 6x6 solve, Open3D's update rule): Open3D's ICP sums its normal
    equations in parallel, so its last bits depend on thread scheduling;
 5. steps 3-4 again from the source's negated normals (``flip_normals``), and again with the
-   next seeds while the best fitness stays below ``min_fitness`` (``restarts``); the best
-   result by fitness is kept (Reg3D-AD tries once; see ``TemplateRegistrar.register``);
+   next seeds and a raised RANSAC confidence while the best fitness stays below
+   ``min_fitness`` (``restarts``); the best result by fitness is kept (Reg3D-AD tries once;
+   see ``TemplateRegistrar.register``);
 6. the transform is applied to the full-resolution cloud.
 
 Determinism: Open3D's RANSAC draws from its global generator, seeded with
@@ -128,12 +129,16 @@ class TemplateRegistrar:
         Each attempt runs RANSAC (+ ICP) from the source's features and, with
         ``flip_normals``, again from the features of its negated normals; the best result by
         (fitness, then lower RMSE) is kept. While that fitness is below ``min_fitness``, up to
-        ``restarts`` more attempts run with seeds ``seed + 1, seed + 2, ...``.
+        ``restarts`` more attempts run with seeds ``seed + 1, seed + 2, ...`` and RANSAC's
+        ``restart_confidence`` / ``restart_max_iteration`` (Open3D's confidence rule counts
+        fitness, not correspondence inliers, so at 0.999 it stops after a few hundred
+        iterations on a wrong pose). A cloud that never fits pays every attempt: about 25 s on
+        the small preset on a 2-core CPU.
 
         Why the flip: the normals are unoriented (the eigen solver's sign), and FPFH is not
         invariant to their sign, so on a randomly posed scan a cloud-dependent share of normals
         points the other way from the template's. On the synthetic small preset 32 of 45
-        clouds register (fitness > 0.9) with one try, 40 with both signs, 42 with restarts as
+        clouds register (fitness > 0.9) with one try, 40 with both signs, 44 with restarts as
         well (benchmarks/results/registration.md).
         """
         if not self.cfg.enabled:
@@ -144,7 +149,7 @@ class TemplateRegistrar:
         best = None
         for attempt in range(cfg.restarts + 1):
             for source in sources:
-                result = self._attempt(source, self.seed + attempt)
+                result = self._attempt(source, self.seed + attempt, restart=attempt > 0)
                 result.attempts = attempt + 1
                 if best is None or (result.fitness, -result.rmse) > (best.fitness, -best.rmse):
                     best = result
@@ -153,9 +158,9 @@ class TemplateRegistrar:
         best.attempts = attempt + 1
         return best
 
-    def _attempt(self, src: "_Prepared", seed: int) -> RegistrationResult:
+    def _attempt(self, src: "_Prepared", seed: int, restart: bool = False) -> RegistrationResult:
         """One RANSAC run (seeded) from ``src``'s features, then ICP; scored on the
-        downsampled clouds."""
+        downsampled clouds. A restart uses the restart confidence and iteration cap."""
         o3d = _o3d()
         reg = o3d.pipelines.registration
         L, cfg, tgt = self.lengths, self.cfg, self.template
@@ -168,7 +173,8 @@ class TemplateRegistrar:
                 cfg.ransac_n,
                 [reg.CorrespondenceCheckerBasedOnEdgeLength(cfg.edge_length_ratio),
                  reg.CorrespondenceCheckerBasedOnDistance(L.ransac_distance)],
-                reg.RANSACConvergenceCriteria(cfg.max_iteration, cfg.confidence))
+                reg.RANSACConvergenceCriteria(*((cfg.restart_max_iteration, cfg.restart_confidence)
+                                                if restart else (cfg.max_iteration, cfg.confidence))))
             transform = np.asarray(result.transformation).copy()
         if cfg.icp:
             transform = icp_point_to_plane(src.points, tgt.points, tgt.normals, L.icp_distance,
