@@ -72,8 +72,8 @@ class RegistrationConfig:
         check_fields(self, ("normal_max_nn", "fpfh_max_nn", "max_iteration", "icp_max_iteration",
                             "restart_max_iteration"),
                      lambda v: int(v) >= 1, ">= 1", UserError, "registration.")
-        if not isinstance(self.restarts, int) or isinstance(self.restarts, bool) or self.restarts < 0:
-            raise UserError(f"registration.restarts must be a non-negative integer, got {self.restarts!r}")
+        check_fields(self, ("restarts",), lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                     "a non-negative integer", UserError, "registration.")
         if not 0 <= self.min_fitness <= 1:
             raise UserError(f"registration.min_fitness must be in [0, 1], got {self.min_fitness!r}")
         if not 3 <= self.ransac_n <= 10:

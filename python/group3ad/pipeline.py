@@ -205,7 +205,7 @@ class Group3AD:
     def score(self, cloud) -> tuple[np.ndarray, float]:
         """(point_scores (N,) float64 in the cloud's point order, object_score): the branches
         fused with the training statistics (single-cloud fusion, fusion.fuse_train)."""
-        return fuse_train(self.score_branches(cloud), self.stats)
+        return self.score_with_registration(cloud)[:2]
 
     def score_with_registration(self, cloud) -> tuple[np.ndarray, float, RegistrationResult | None]:
         """``score`` plus the cloud's RegistrationResult (None when registration is disabled):

@@ -73,7 +73,7 @@ class _Prepared:
         down = (np.asarray(points, dtype=np.float64) if downsampled
                 else np.asarray(_cloud(points).voxel_down_sample(lengths.voxel).points))
         self.points = down
-        self.flipped_normals = normals is not None
+        self.flipped_normals = False
         self.normals = (kernels.normals(down, lengths.normal_radius, cfg.normal_max_nn)
                         if normals is None else normals)
         feats = kernels.fpfh(down, self.normals, lengths.fpfh_radius, cfg.fpfh_max_nn)
@@ -84,7 +84,9 @@ class _Prepared:
 
     def flipped(self, lengths: Lengths, cfg: RegistrationConfig) -> "_Prepared":
         """The same downsampled points with every normal negated (and their FPFH)."""
-        return _Prepared(self.points, lengths, cfg, downsampled=True, normals=-self.normals)
+        flipped = _Prepared(self.points, lengths, cfg, downsampled=True, normals=-self.normals)
+        flipped.flipped_normals = True
+        return flipped
 
 
 @dataclass
@@ -150,7 +152,6 @@ class TemplateRegistrar:
         for attempt in range(cfg.restarts + 1):
             for source in sources:
                 result = self._attempt(source, self.seed + attempt, restart=attempt > 0)
-                result.attempts = attempt + 1
                 if best is None or (result.fitness, -result.rmse) > (best.fitness, -best.rmse):
                     best = result
             if best.fitness >= cfg.min_fitness:
