@@ -12,7 +12,8 @@ the cost) scores one N-point cloud (N = 1M; 200k with --quick). Stages:
   to_points  nearest centre of every point (ours: knn; peer: scipy cKDTree)
   coords     nearest coordinate-bank entry of every point (ours: knn; peer: faiss IndexFlatL2)
 Each path runs in a fresh subprocess and scores the cloud --reps times (medians reported); peak
-RSS is read after every stage (monotone: the peak so far). Quality (--quality [--preset small]): ``evaluate`` over all methods, Markdown tables.
+RSS is read after every stage (monotone: the peak so far). Quality (--quality [--preset small] [--tests N]
+[--methods A,B]): ``evaluate`` over all methods (or those named), Markdown tables.
 """
 
 from __future__ import annotations
@@ -178,23 +179,25 @@ def speed(n: int, groups: int, device: str, precisions=("fp32", "bf16"), reps: i
     return t
 
 
-def quality(preset: str, out: str, seed: int) -> None:
+def quality(preset: str, out: str, seed: int, tests: int | None = None, methods=None) -> None:
     from group3ad.config import Group3ADConfig
     from group3ad.data import synth
     from group3ad.evaluate import DEFAULT_METHODS, evaluate
     from group3ad.metrics import markdown_tables
 
-    data = os.path.join(out, "data", preset)
+    data = os.path.join(out, "data", preset if tests is None else f"{preset}_{tests}tests")
     if not os.path.isdir(data):
-        synth.generate(data, preset=preset, seed=seed)
+        synth.generate(data, preset=preset, seed=seed, n_test=tests)
     cfg = Group3ADConfig.demo(seed=seed)
     t0 = time.perf_counter()
-    report = evaluate(data, cfg, methods=DEFAULT_METHODS, out_dir=out, data_name=f"synthetic-{preset}")
+    report = evaluate(data, cfg, methods=methods or DEFAULT_METHODS, out_dir=out,
+                      data_name=f"synthetic-{preset}")
     md = markdown_tables(report["methods"], f"synthetic-{preset}")
+    sample = "" if tests is None else f", {tests} test clouds per category"
     secs = {m: round(r["seconds"], 1) for m, r in report["methods"].items()}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", f"pipeline_quality_{preset}.md"), "w") as f:
-        f.write(f"## Quality on the synthetic {preset!r} preset (demo config, seed {seed})\n\n")
+        f.write(f"## Quality on the synthetic {preset!r} preset (demo config, seed {seed}{sample})\n\n")
         f.write(md)
         f.write(f"\n- seconds per method (fit + score, whole preset): {json.dumps(secs)}\n")
         f.write(f"- total {time.perf_counter() - t0:.0f} s; config: `Group3ADConfig.demo()`.\n")
@@ -216,9 +219,12 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="small")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "bench_quality"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tests", type=int, help="quality: test clouds per category (default: the preset's)")
+    ap.add_argument("--methods", help="quality: comma-separated methods (default: all)")
     args = ap.parse_args(argv)
     if args.quality:
-        quality(args.preset, args.out, args.seed)
+        quality(args.preset, args.out, args.seed, args.tests,
+                tuple(args.methods.split(",")) if args.methods else None)
         return 0
     n = args.points or (200_000 if args.quick else 1_000_000)
     g = args.groups or (1024 if args.quick else 4096)
