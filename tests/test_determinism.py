@@ -137,3 +137,25 @@ def test_pipeline_same_seed_same_scores():
         return torch.as_tensor(scores), torch.tensor([obj], dtype=torch.float64)
 
     assert_bitwise_stable(fit_and_score)
+
+
+@pytest.mark.slow
+def test_training_same_bits_on_1_and_2_threads():
+    # Pretraining and IUN/IAN training give the same weights and features whatever the thread
+    # count (model/norms.py, MKL strict CNR). A fresh process: MKL reads its mode at its first
+    # matrix product, and pytest has run many by now.
+    import os
+    import subprocess
+    import sys
+
+    import group3ad
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(group3ad.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]))
+    env.pop("MKL_CBWR", None)  # group3ad's own default, not a setting inherited from the caller
+    out = subprocess.run([sys.executable, os.path.join(here, "_training_probe.py"), "2", "1"],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    digests = dict(line.split() for line in out.stdout.splitlines())
+    assert digests["2"] == digests["1"], "training differs between 2 threads and 1"

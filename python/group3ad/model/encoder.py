@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .norms import LayerNorm, batch_norm_rows
+
 #: Transformer blocks whose outputs (each through the final LayerNorm) form the group feature.
 FEATURE_BLOCKS = (3, 7, 11)
 
@@ -67,14 +69,15 @@ class MiniPointNet(nn.Module):
         if not (bn1.training or bn2.training):
             return self._embed_folded(groups)
         m, k, _ = groups.shape
-        x = F.relu_(bn1(F.linear(groups.reshape(m * k, 3), conv1.weight[..., 0], conv1.bias)))
+        x = F.linear(groups.reshape(m * k, 3), conv1.weight[..., 0], conv1.bias)
+        x = F.relu_(batch_norm_rows(x, bn1))
         feature = F.linear(x, conv2.weight[..., 0], conv2.bias)                # (M*k,256)
         global_feature = feature.view(m, k, -1).max(dim=1).values             # (M,256)
         w3 = conv3.weight[..., 0]
         half = global_feature.shape[1]
         per_group = F.linear(global_feature, w3[:, :half], conv3.bias)        # (M,512)
         x = F.linear(feature, w3[:, half:]).view(m, k, -1)
-        x = F.relu_(bn2((x + per_group[:, None, :]).view(m * k, -1)))
+        x = F.relu_(batch_norm_rows((x + per_group[:, None, :]).view(m * k, -1), bn2))
         feature = F.linear(x, conv4.weight[..., 0], conv4.bias)              # (M*k,C)
         return feature.view(m, k, -1).max(dim=1).values
 
@@ -98,7 +101,14 @@ class MiniPointNet(nn.Module):
         x = torch.mm(rows, torch.cat([w1, b1[:, None]], dim=1).t()).relu_()  # (M*k,128)
         feature = torch.mm(x, w2.t())                                       # (M*k,256), no b2
         global_feature = feature.view(m, k, -1).amax(dim=1) + b2            # (M,256)
-        per_group = F.linear(global_feature, w3_global, b3 + w3_point @ b2)  # (M,512)
+        if torch.is_grad_enabled() and b2.requires_grad:
+            # b2's gradient through a matrix-vector product would be an MKL gemv, whose sums
+            # depend on the thread count; a 1-row matrix product is a gemm (thread-invariant
+            # under strict CNR, see norms.py). Inference keeps the gemv's bits.
+            b2_through_w3 = torch.mm(b2[None], w3_point.t())[0]
+        else:
+            b2_through_w3 = w3_point @ b2
+        per_group = F.linear(global_feature, w3_global, b3 + b2_through_w3)  # (M,512)
         x = torch.mm(feature, w3_point.t()).view(m, k, -1)
         x = x.add_(per_group[:, None, :]).relu_().view(m * k, -1)           # (M*k,512)
         return torch.mm(x, conv4.weight[..., 0].t()).view(m, k, -1).amax(dim=1) + conv4.bias
@@ -153,9 +163,9 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,7 +220,7 @@ class PointMAEEncoder(nn.Module):
         self.encoder = MiniPointNet(trans_dim)
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, trans_dim))
         self.blocks = TransformerEncoder(trans_dim, depth, num_heads)
-        self.norm = nn.LayerNorm(trans_dim)
+        self.norm = LayerNorm(trans_dim)
 
     @property
     def feature_dim(self) -> int:

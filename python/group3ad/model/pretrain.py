@@ -16,11 +16,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import PretrainConfig
 from .encoder import Block, PointMAEEncoder
 from .grouping import make_groups
+from .norms import LayerNorm
 
 
 def chamfer_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -37,7 +39,7 @@ class TransformerDecoder(nn.Module):
     def __init__(self, dim: int, depth: int, num_heads: int):
         super().__init__()
         self.blocks = nn.ModuleList([Block(dim, num_heads) for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, n_return: int) -> torch.Tensor:
         for block in self.blocks:
@@ -86,7 +88,10 @@ class MAEPretrainer(nn.Module):
         pos_mask = self.decoder_pos_embed(center[mask].reshape(b, -1, 3))
         x_full = torch.cat([x_vis, self.mask_token.expand(b, n_mask, -1)], dim=1)
         x_rec = self.MAE_decoder(x_full, torch.cat([pos_vis, pos_mask], dim=1), n_mask)
-        rebuild = self.increase_dim(x_rec.transpose(1, 2)).transpose(1, 2).reshape(b * n_mask, k, 3)
+        # increase_dim is a 1x1 Conv1d (Point-MAE's parameter names); applied as the matrix product
+        # it is, since oneDNN's convolution gradients change with the thread count (norms.py).
+        conv = self.increase_dim
+        rebuild = F.linear(x_rec, conv.weight[..., 0], conv.bias).reshape(b * n_mask, k, 3)
         target = neighborhood[mask].reshape(b * n_mask, k, 3)
         return chamfer_l2(rebuild, target)
 
