@@ -122,7 +122,7 @@ def main():
         ext_modules=[make_extension()],
         cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
         python_requires=">=3.10",
-        install_requires=["torch>=2.4", "numpy", "scikit-learn", "open3d", "tqdm", "matplotlib"],
+        install_requires=["torch>=2.4", "numpy", "scikit-learn", "open3d>=0.20", "tqdm", "matplotlib"],
         extras_require={
             "test": ["pytest", "hypothesis"],
             "peers": ["fpsample", "scipy", "pykdtree", "faiss-cpu"],

@@ -52,6 +52,43 @@ def test_registration_is_deterministic(template):
     np.testing.assert_array_equal(a, b)
 
 
+def test_ransac_runs_on_one_open3d_thread(template, monkeypatch):
+    # Open3D's RANSAC takes its random draws in thread order: with 2 TBB threads the same seeded
+    # call gave different poses on some scans. It must see one thread, and the caller's setting
+    # must come back afterwards, also when RANSAC raises.
+    import open3d as o3d
+
+    reg_mod = o3d.pipelines.registration
+    real = reg_mod.registration_ransac_based_on_feature_matching
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(o3d.utility.get_max_threads())
+        return real(*args, **kwargs)
+
+    before = o3d.utility.get_max_threads()
+    try:
+        o3d.utility.set_max_threads(2)
+        monkeypatch.setattr(reg_mod, "registration_ransac_based_on_feature_matching", spy)
+        moved = template @ _rotation(0.4, -1.1, 0.6).T
+        transforms = [TemplateRegistrar(template, _fast_cfg(), seed=2).register(moved).transform
+                      for _ in range(3)]
+        assert seen and set(seen) == {1}
+        assert o3d.utility.get_max_threads() == 2
+        for t in transforms[1:]:
+            np.testing.assert_array_equal(t, transforms[0])
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("open3d failed")
+
+        monkeypatch.setattr(reg_mod, "registration_ransac_based_on_feature_matching", broken)
+        with pytest.raises(RuntimeError, match="open3d failed"):
+            TemplateRegistrar(template, _fast_cfg(), seed=2).register(moved)
+        assert o3d.utility.get_max_threads() == 2
+    finally:
+        o3d.utility.set_max_threads(before)
+
+
 def test_spacing_units_register_a_cloud_in_metres(template):
     metres = template / 1000.0
     R = _rotation(-0.6, 0.9, 0.2)

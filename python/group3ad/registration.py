@@ -18,11 +18,16 @@ Steps (lengths from ``RegistrationConfig``, see ``resolve_lengths``):
 Determinism: Open3D's RANSAC draws from its global generator, seeded with
 ``o3d.utility.random.seed(seed)`` right before each call, so one cloud registers the same way
 whatever was registered before it; ICP and the reported fitness/RMSE are computed
-single-order (``icp_point_to_plane``), so the same seed gives bit-identical transforms.
+single-order (``icp_point_to_plane``). Open3D runs the RANSAC loop on its TBB threads, which
+take their draws from that generator in whatever order they reach it: with 2 threads the same
+call gave different poses on some scans (duck test 9 of the small preset: two transforms in
+three calls). So RANSAC runs on one Open3D thread (``_one_open3d_thread``), and the same seed
+gives bit-identical transforms on every run, whatever the machine's thread count.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,15 +172,17 @@ class TemplateRegistrar:
         L, cfg, tgt = self.lengths, self.cfg, self.template
         transform = np.eye(4)
         if len(src.points) >= cfg.ransac_n and len(tgt.points) >= cfg.ransac_n:
-            o3d.utility.random.seed(seed)
-            result = reg.registration_ransac_based_on_feature_matching(
-                src.pcd, tgt.pcd, src.feature, tgt.feature, cfg.mutual_filter,
-                L.ransac_distance, reg.TransformationEstimationPointToPoint(False),
-                cfg.ransac_n,
-                [reg.CorrespondenceCheckerBasedOnEdgeLength(cfg.edge_length_ratio),
-                 reg.CorrespondenceCheckerBasedOnDistance(L.ransac_distance)],
-                reg.RANSACConvergenceCriteria(*((cfg.restart_max_iteration, cfg.restart_confidence)
-                                                if restart else (cfg.max_iteration, cfg.confidence))))
+            criteria = ((cfg.restart_max_iteration, cfg.restart_confidence) if restart
+                        else (cfg.max_iteration, cfg.confidence))
+            with _one_open3d_thread(o3d):
+                o3d.utility.random.seed(seed)
+                result = reg.registration_ransac_based_on_feature_matching(
+                    src.pcd, tgt.pcd, src.feature, tgt.feature, cfg.mutual_filter,
+                    L.ransac_distance, reg.TransformationEstimationPointToPoint(False),
+                    cfg.ransac_n,
+                    [reg.CorrespondenceCheckerBasedOnEdgeLength(cfg.edge_length_ratio),
+                     reg.CorrespondenceCheckerBasedOnDistance(L.ransac_distance)],
+                    reg.RANSACConvergenceCriteria(*criteria))
             transform = np.asarray(result.transformation).copy()
         if cfg.icp:
             transform = icp_point_to_plane(src.points, tgt.points, tgt.normals, L.icp_distance,
@@ -192,6 +199,19 @@ class TemplateRegistrar:
     def __call__(self, points: np.ndarray) -> np.ndarray:
         """``points`` registered to the template (full resolution)."""
         return self.apply(points, self.register(points).transform)
+
+
+@contextmanager
+def _one_open3d_thread(o3d):
+    """Open3D's parallel loops on one thread inside the block, restored after (see the module
+    docstring for why RANSAC needs it)."""
+    util = o3d.utility
+    before = util.get_max_threads()
+    util.set_max_threads(1)
+    try:
+        yield
+    finally:
+        util.set_max_threads(before)
 
 
 def _nearest(query: np.ndarray, points_t: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
