@@ -49,6 +49,17 @@ def make_cloud(n: int, kind: str, scale: float, seed: int, dtype=torch.float64, 
     return p.to(dtype)
 
 
+def lumpy_surface(n: int, seed: int):
+    """(n,3) float64 numpy: a closed, lumpy surface (the kind of part Real3D-AD scans)."""
+    import numpy as np
+
+    g = np.random.default_rng(seed)
+    v = g.normal(size=(n, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    r = 10 * (1 + 0.2 * np.sin(3 * np.arctan2(v[:, 1], v[:, 0])) + 0.1 * v[:, 2])
+    return v * r[:, None]
+
+
 def plane_points(n: int, g: torch.Generator, dim: int = 3):
     """n points on a random plane through a random point, and the plane's unit normal."""
     a = torch.randn(dim, dim, generator=g, dtype=torch.float64)

@@ -17,14 +17,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _clouds import lumpy_surface  # noqa: E402
 
 
 def blob(n: int, seed: int) -> torch.Tensor:
-    g = np.random.default_rng(seed)
-    v = g.normal(size=(n, 3))
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    r = 10 * (1 + 0.2 * np.sin(3 * np.arctan2(v[:, 1], v[:, 0])) + 0.1 * v[:, 2])
-    return torch.as_tensor(v * r[:, None], dtype=torch.float32)
+    return torch.as_tensor(lumpy_surface(n, seed), dtype=torch.float32)
 
 
 def digest(threads: int) -> str:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import group3ad_ext
-from _clouds import make_cloud
+from _clouds import lumpy_surface, make_cloud
 
 
 def op(name):
@@ -109,17 +109,6 @@ def test_coreset_deterministic():
     assert_bitwise_stable(lambda: fn(feats, 200))
 
 
-def _blob(n: int, seed: int):
-    """A closed, lumpy surface (the kind of part Real3D-AD scans), as float64 numpy."""
-    import numpy as np
-
-    g = np.random.default_rng(seed)
-    v = g.normal(size=(n, 3))
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    r = 10 * (1 + 0.2 * np.sin(3 * np.arctan2(v[:, 1], v[:, 0])) + 0.1 * v[:, 2])
-    return v * r[:, None]
-
-
 @pytest.mark.slow
 def test_pipeline_same_seed_same_scores():
     # Fit and score twice from scratch with the same seed, the second time on one thread:
@@ -132,8 +121,9 @@ def test_pipeline_same_seed_same_scores():
         cfg = Group3ADConfig(n_groups_train=32, n_groups_test=48, group_size=16, memory_size=64,
                              coord_memory_size=1000, use_iun_ian=False, train_epochs=0, device="cpu", seed=3)
         cfg.registration.enabled = False
-        model = pipeline.Group3AD(cfg).fit([_blob(1500, s) for s in range(2)], show_progress=False)
-        scores, obj = model.score(_blob(1500, 7))
+        train = [lumpy_surface(1500, s) for s in range(2)]
+        model = pipeline.Group3AD(cfg).fit(train, show_progress=False)
+        scores, obj = model.score(lumpy_surface(1500, 7))
         return torch.as_tensor(scores), torch.tensor([obj], dtype=torch.float64)
 
     assert_bitwise_stable(fit_and_score)
