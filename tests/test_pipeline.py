@@ -78,10 +78,30 @@ def test_branches_and_object_score_is_max(data):
     model = Group3AD(_cfg(use_agcs=False)).fit(train, show_progress=False)
     br = model.score_branches(bad[0])
     assert set(br) == {"feature", "coord"}
-    for pts, obj in br.values():
+    for pts, obj in br.values():  # a clean surface: every group is supported
         assert obj == pts.max()
     nocoord = Group3AD(_cfg(use_agcs=False, use_coordinates=False)).fit(train, show_progress=False)
     assert set(nocoord.score_branches(bad[0])) == {"feature"}
+
+
+def test_stray_points_do_not_set_the_object_score(data):
+    """Three scanner outliers 6 units off a good surface: FPS gives them a centre whose group
+    spans the gap, so they hold the cloud's highest scores. The plain max (support_ratio=0,
+    Reg3D-AD) then ranks the good cloud above the defective one; the supported max does not,
+    and the point scores are the same either way."""
+    train, good, bad = data
+    stray = good[0][:3] * 1.0 + np.array([[0.0, 0.0, 16.0], [0.1, 0.0, 16.0], [0.0, 0.1, 16.0]])
+    noisy = np.concatenate([good[0], stray])
+    plain = Group3AD(_cfg(use_agcs=False, support_ratio=0)).fit(train, show_progress=False)
+    robust = Group3AD(_cfg(use_agcs=False)).fit(train, show_progress=False)
+    for name in ("feature", "coord"):
+        p_pts, p_obj = plain.score_branches(noisy)[name]
+        r_pts, r_obj = robust.score_branches(noisy)[name]
+        np.testing.assert_array_equal(p_pts, r_pts)
+        assert p_obj == p_pts.max() == p_pts[-3:].max()
+        assert r_obj == p_pts[:-3].max() < p_obj
+    assert plain.score(noisy)[1] > plain.score(bad[0])[1]
+    assert robust.score(noisy)[1] < robust.score(bad[0])[1]
 
 
 def test_idw_interpolation_is_smooth_and_bounded(data):

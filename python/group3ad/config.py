@@ -94,6 +94,9 @@ class Group3ADConfig:
     Encoder source: ``encoder_checkpoint`` (a Point-MAE checkpoint file the user brings); when
     None, ``pretrain_epochs`` of self-supervised MAE pretraining on the training clouds
     (0: random initialisation).
+    ``support_ratio``: the object score counts only points whose group radius is at most this
+    many times the cloud's median group radius (object_score.py; 0 = the plain maximum, as
+    Reg3D-AD).
     ``precision``: "fp32", or "bf16" for the encoder's matrix products at inference (memory
     banks and scoring; about 2.5x faster on CPUs with AMX/AVX512-BF16 and on GPUs, features within
     about 1%); training always runs in fp32.
@@ -117,6 +120,7 @@ class Group3ADConfig:
     train_options: dict = field(default_factory=dict)
     interpolation: str = "nearest"
     idw_k: int = 3
+    support_ratio: float = 4.0
     fusion: str = "testset"
     precision: str = "fp32"
     seed: int = 0
@@ -139,6 +143,9 @@ class Group3ADConfig:
             raise UserError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if not isinstance(self.pretrain_options, dict) or not isinstance(self.train_options, dict):
             raise UserError("pretrain_options and train_options must be mappings")
+        if not (isinstance(self.support_ratio, (int, float)) and not isinstance(self.support_ratio, bool)
+                and self.support_ratio >= 0):
+            raise UserError(f"support_ratio must be a number >= 0, got {self.support_ratio!r}")
         if not self.learning_rate > 0:
             raise UserError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):

@@ -84,13 +84,14 @@ def _model_config(cls, options: dict):
 
 @torch.no_grad()
 def group_features(encoder: torch.nn.Module, points: torch.Tensor, center_idx, group_size: int,
-                   precision: str = "fp32") -> torch.Tensor:
+                   precision: str = "fp32", return_radius: bool = False):
     """(G, D) float32 features of the groups of ``group_size`` nearest points around
     ``points[center_idx]`` (neighbourhoods relative to their centres); all groups of a cloud
     are one encoder sequence, as in Reg3D-AD and in training. ``precision``: "fp32" or "bf16"
-    (see ``extract_group_features``)."""
+    (see ``extract_group_features``). ``return_radius``: also the (G,) group radii."""
     from .model.features import extract_group_features
 
     idx = torch.as_tensor(np.asarray(center_idx), dtype=torch.int64, device=points.device)
     k = min(int(group_size), points.shape[0])
-    return extract_group_features(encoder, points, center_idx=idx, group_size=k, precision=precision)
+    return extract_group_features(encoder, points, center_idx=idx, group_size=k, precision=precision,
+                                  return_radius=return_radius)

@@ -29,6 +29,7 @@ from .config import Group3ADConfig, resolve_device
 from .errors import UserError
 from .fusion import BranchStats, fuse_train
 from .memory_bank import MemoryBank
+from .object_score import object_score, supported_points
 from .progress import progress
 from .registration import RegistrationResult, TemplateRegistrar
 
@@ -142,10 +143,11 @@ class Group3AD:
             self.stats["coord"] = BranchStats.from_distances(leave_one_out(d, in_bank))
         return self
 
-    def _features(self, pts: torch.Tensor, centres: np.ndarray) -> torch.Tensor:
+    def _features(self, pts: torch.Tensor, centres: np.ndarray, return_radius: bool = False):
         from .encoding import group_features
 
-        return group_features(self.encoder, pts, centres, self.config.group_size, self.config.precision)
+        return group_features(self.encoder, pts, centres, self.config.group_size, self.config.precision,
+                              return_radius=return_radius)
 
     # -- score ----------------------------------------------------------------------------------
 
@@ -182,22 +184,27 @@ class Group3AD:
         reg = self.register(cloud) if registered is None else registered
         pts = kernels.as_tensor(reg, self.device)
         centres = self.test_centres(reg)
-        feats = self._features(pts, centres)
+        feats, radii = self._features(pts, centres, return_radius=True)
         group_scores, _ = self.feature_bank.query(feats, k=1)
         group_scores = group_scores[:, 0].cpu().numpy().astype(np.float64)
-        point_scores = self.interpolate(reg, reg[centres], group_scores)
-        out = {"feature": (point_scores, float(point_scores.max()))}
+        _, nearest_centre = kernels.nearest(reg, reg[centres], self.device)
+        point_scores = self.interpolate(reg, reg[centres], group_scores, nearest_centre)
+        counted = supported_points(radii.cpu().numpy(), nearest_centre, cfg.support_ratio)
+        out = {"feature": (point_scores, object_score(point_scores, counted))}
         if cfg.use_coordinates:
             d, _ = kernels.nearest(pts, self.coord_bank, self.device)
-            out["coord"] = (d, float(d.max()))
+            out["coord"] = (d, object_score(d, counted))
         return out
 
-    def interpolate(self, points: np.ndarray, centres: np.ndarray, group_scores: np.ndarray) -> np.ndarray:
-        """Group scores to points: the nearest centre's (Reg3D-AD), or with
-        ``interpolation="idw"`` the inverse-distance average over the ``idw_k`` nearest."""
+    def interpolate(self, points: np.ndarray, centres: np.ndarray, group_scores: np.ndarray,
+                    nearest_centre: np.ndarray | None = None) -> np.ndarray:
+        """Group scores (G,) to points (N,): the nearest centre's (Reg3D-AD), or with
+        ``interpolation="idw"`` the inverse-distance average over the ``idw_k`` nearest.
+        ``nearest_centre``: (N,) each point's nearest centre, when already known."""
         if self.config.interpolation == "nearest" or len(centres) == 1:
-            _, idx = kernels.nearest(points, centres, self.device)
-            return group_scores[idx]
+            if nearest_centre is None:
+                _, nearest_centre = kernels.nearest(points, centres, self.device)
+            return group_scores[nearest_centre]
         d, idx = kernels.knn(points, centres, min(self.config.idw_k, len(centres)), self.device)
         w = 1.0 / np.maximum(d, 1e-12)
         return (w * group_scores[idx]).sum(1) / w.sum(1)
