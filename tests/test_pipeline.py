@@ -104,6 +104,26 @@ def test_stray_points_do_not_set_the_object_score(data):
     assert robust.score(noisy)[1] < robust.score(bad[0])[1]
 
 
+@pytest.mark.parametrize("kind", ["patchcore", "patchcore_raw", "btf"])
+def test_baselines_use_the_same_object_score_rule(data, kind):
+    from group3ad.baselines import FPFHMethod
+
+    train, good, _ = data
+    stray = good[0][:3] + np.array([[0.0, 0.0, 16.0], [0.1, 0.0, 16.0], [0.0, 0.1, 16.0]])
+    noisy = np.concatenate([good[0], stray])
+    cfg = _cfg(use_agcs=False)
+    cfg.registration.units, cfg.registration.spacing_scale = "spacing", 2.0
+    plain = FPFHMethod(_cfg(use_agcs=False, support_ratio=0, registration=vars(cfg.registration)), kind)
+    robust = FPFHMethod(cfg, kind)
+    plain.fit(train, show_progress=False)
+    robust.fit(train, show_progress=False)
+    for name, (p_pts, p_obj) in plain.score_branches(noisy).items():
+        r_pts, r_obj = robust.score_branches(noisy)[name]
+        np.testing.assert_array_equal(p_pts, r_pts)
+        assert p_obj == p_pts.max()
+        assert r_obj == p_pts[:-3].max() <= p_obj
+
+
 def test_idw_interpolation_is_smooth_and_bounded(data):
     train, _, bad = data
     model = Group3AD(_cfg(use_agcs=False, interpolation="idw", idw_k=3)).fit(train, show_progress=False)

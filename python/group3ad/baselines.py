@@ -12,6 +12,11 @@
   ``BTF_BANK_CAP``), nearest-descriptor distance per voxel point, copied to each point from its
   nearest voxel point; object score = max.
 
+Object score, every method: the max over supported points (object_score.py, the same rule and
+``support_ratio`` as Group3AD; a site's group radius is its distance to its ``group_size``-th
+nearest point), so stray scanner points rank no method's clouds. ``support_ratio=0`` is the
+published plain max.
+
 The learned-encoder ablations (PatchCore with our encoder, Group3AD without IUN&IAN or AGCS) are
 Group3AD configurations: see ``evaluate.METHODS``.
 """
@@ -25,6 +30,7 @@ from . import kernels
 from .config import Group3ADConfig
 from .errors import UserError
 from .fusion import BranchStats, fuse_train
+from .object_score import object_score, supported_points
 from .pipeline import _stats_rows, centred, leave_one_out, points_of
 from .registration import _cloud, resolve_lengths
 
@@ -100,11 +106,20 @@ class FPFHMethod:
         site_scores = d[:, 0].cpu().numpy().astype(np.float64)
         _, nearest_site = kernels.nearest(pts, sites)
         point_scores = site_scores[nearest_site]
-        out = {"feature": (point_scores, float(point_scores.max()))}
+        counted = supported_points(self._site_radii(pts, sites), nearest_site, self.config.support_ratio)
+        out = {"feature": (point_scores, object_score(point_scores, counted))}
         if self.kind == "patchcore_raw":
             dc, _ = kernels.nearest(pts, self.coord_bank)
-            out["coord"] = (dc, float(dc.max()))
+            out["coord"] = (dc, object_score(dc, counted))
         return out
+
+    def _site_radii(self, pts: np.ndarray, sites: np.ndarray) -> np.ndarray:
+        """(S,) each site's distance to its ``group_size``-th nearest point: the group radius
+        that Group3AD's object score uses to set stray points aside (object_score.py)."""
+        if self.config.support_ratio <= 0:
+            return np.ones(len(sites))
+        d, _ = kernels.knn(sites, pts, min(self.config.group_size, len(pts)))
+        return d[:, -1]
 
     def score(self, cloud) -> tuple[np.ndarray, float]:
         return fuse_train(self.score_branches(cloud), self.stats)
