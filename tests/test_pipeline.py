@@ -43,6 +43,13 @@ def _blob(n, seed, bump=False):
     return p, labels
 
 
+def _with_stray_points(cloud):
+    """``cloud`` (N,3) plus 3 scanner outliers, its first 3 points lifted 16 units off the surface
+    (the last 3 rows)."""
+    stray = cloud[:3] + np.array([[0.0, 0.0, 16.0], [0.1, 0.0, 16.0], [0.0, 0.1, 16.0]])
+    return np.concatenate([cloud, stray])
+
+
 def _cfg(**kw):
     cfg = Group3ADConfig(n_groups_train=64, n_groups_test=96, group_size=16, memory_size=100,
                          coord_memory_size=2000, use_iun_ian=False, train_epochs=0, device="cpu")
@@ -90,8 +97,7 @@ def test_stray_points_do_not_set_the_object_score(data):
     Reg3D-AD) then ranks the good cloud above the defective one; the supported max does not,
     and the point scores are the same either way."""
     train, good, bad = data
-    stray = good[0][:3] * 1.0 + np.array([[0.0, 0.0, 16.0], [0.1, 0.0, 16.0], [0.0, 0.1, 16.0]])
-    noisy = np.concatenate([good[0], stray])
+    noisy = _with_stray_points(good[0])
     plain = Group3AD(_cfg(use_agcs=False, support_ratio=0)).fit(train, show_progress=False)
     robust = Group3AD(_cfg(use_agcs=False)).fit(train, show_progress=False)
     for name in ("feature", "coord"):
@@ -109,8 +115,7 @@ def test_baselines_use_the_same_object_score_rule(data, kind):
     from group3ad.baselines import FPFHMethod
 
     train, good, _ = data
-    stray = good[0][:3] + np.array([[0.0, 0.0, 16.0], [0.1, 0.0, 16.0], [0.0, 0.1, 16.0]])
-    noisy = np.concatenate([good[0], stray])
+    noisy = _with_stray_points(good[0])
     cfg = _cfg(use_agcs=False)
     cfg.registration.units, cfg.registration.spacing_scale = "spacing", 2.0
     plain = FPFHMethod(_cfg(use_agcs=False, support_ratio=0, registration=vars(cfg.registration)), kind)
