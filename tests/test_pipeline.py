@@ -92,7 +92,7 @@ def test_branches_and_object_score_is_max(data):
 
 
 def test_stray_points_do_not_set_the_object_score(data):
-    """Three scanner outliers 6 units off a good surface: FPS gives them a centre whose group
+    """Three scanner outliers far off a good surface: FPS gives them a centre whose group
     spans the gap, so they hold the cloud's highest scores. The plain max (support_ratio=0,
     Reg3D-AD) then ranks the good cloud above the defective one; the supported max does not,
     and the point scores are the same either way."""
