@@ -116,10 +116,9 @@ def test_baselines_use_the_same_object_score_rule(data, kind):
 
     train, good, _ = data
     noisy = _with_stray_points(good[0])
-    cfg = _cfg(use_agcs=False)
-    cfg.registration.units, cfg.registration.spacing_scale = "spacing", 2.0
-    plain = FPFHMethod(_cfg(use_agcs=False, support_ratio=0, registration=vars(cfg.registration)), kind)
-    robust = FPFHMethod(cfg, kind)
+    lengths = {"units": "spacing", "spacing_scale": 2.0}
+    plain = FPFHMethod(_cfg(use_agcs=False, support_ratio=0, registration=lengths), kind)
+    robust = FPFHMethod(_cfg(use_agcs=False, registration=lengths), kind)
     plain.fit(train, show_progress=False)
     robust.fit(train, show_progress=False)
     for name, (p_pts, p_obj) in plain.score_branches(noisy).items():

@@ -143,9 +143,9 @@ class Group3ADConfig:
             raise UserError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if not isinstance(self.pretrain_options, dict) or not isinstance(self.train_options, dict):
             raise UserError("pretrain_options and train_options must be mappings")
-        if not (isinstance(self.support_ratio, (int, float)) and not isinstance(self.support_ratio, bool)
-                and self.support_ratio >= 0):
-            raise UserError(f"support_ratio must be a number >= 0, got {self.support_ratio!r}")
+        check_fields(self, ("support_ratio",),
+                     lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+                     "a number >= 0", UserError)
         if not self.learning_rate > 0:
             raise UserError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
