@@ -7,10 +7,10 @@ points as centres early (they are far from everything), and their group of k nea
 then spans several millimetres and several surfaces, a shape no training group has. Their
 scores are high in good and defective clouds alike, so the maximum ranks clouds by how many
 stray points they hold, not by their defects. On the synthetic real3d preset this inverted the
-ranking of a whole category (gear O-AUROC 0.06). On the small preset the stray points lie 6 to
-19 mm from the defects and never in the ground truth, yet with 12 test clouds a category's
-defective clouds can hold more of them by chance, and the plain max then looks better than the
-defects warrant (benchmarks/results/pipeline_quality_small.md).
+ranking of a whole category (gear O-AUROC 0.06). On the small preset the stray points lie 2.4 to
+19 mm from the defects (median 6 to 19 mm per cloud) and never in the ground truth, yet with 12
+test clouds a category's defective clouds can hold more of them by chance, and the plain max
+then looks better than the defects warrant (benchmarks/results/pipeline_quality_small.md).
 
 Rule (``Group3ADConfig.support_ratio``, default 4): a group is *supported* when its radius (its
 centre's distance to the farthest of its k nearest points) is at most ``support_ratio`` times
