@@ -145,6 +145,7 @@ def test_score_reports_registration_and_warns_when_unaligned(tmp_path, capsys):
     reg = json.loads((tmp_path / "box.json").read_text())["registration"]
     assert rc == 0 and not reg["aligned"] and reg["fitness"] < 0.9
     assert reg["attempts"] == 5  # every restart was tried before giving up
+    assert reg["found_by"] in ("ransac", "rotation_search")
     assert "warning: registration fitness" in err and "unreliable" in err
 
 
@@ -159,6 +160,13 @@ def test_evaluate_writes_json_markdown_and_figures(tmp_path, capsys, tiny_config
     rep = json.loads((out_dir / "results.json").read_text())
     assert set(rep["methods"]) == {"PatchCore(FPFH)", "Group3AD"}
     assert rep["methods"]["Group3AD"]["categories"]["blob"]["O-AUROC"] in (0.0, 0.5, 1.0)
+    from sklearn.metrics import roc_auc_score
+
+    for method in rep["methods"].values():  # per-cloud object scores, consistent with O-AUROC
+        objects = method["objects"]["blob"]
+        assert [(o["name"], o["anomalous"]) for o in objects] == [("0_good", False), ("1_bulge", True)]
+        auroc = roc_auc_score([o["anomalous"] for o in objects], [o["score"] for o in objects])
+        assert auroc == pytest.approx(method["categories"]["blob"]["O-AUROC"])
     assert (out_dir / "results.md").exists()
     assert (out_dir / "roc_blob.png").stat().st_size > 1000
     assert (out_dir / "scored_blob.png").stat().st_size > 1000

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from group3ad.config import RegistrationConfig
-from group3ad.registration import TemplateRegistrar, _Prepared, resolve_lengths
+from group3ad.registration import (RegistrationResult, TemplateRegistrar, _Prepared, icp_point_to_plane,
+                                   icp_point_to_plane_batch, resolve_lengths)
 
 
 def _rotation(rx, ry, rz):
@@ -140,7 +141,7 @@ def test_one_try_settings_run_a_single_ransac(template):
 def test_restarts_keep_the_best_of_every_attempt(template):
     moved = _with_outliers(template @ _rotation(-0.9, 0.4, 2.6).T, 2000, 1)
     cfg = _fast_cfg(restarts=2, min_fitness=1.0, max_iteration=300,  # 1.0 is out of reach
-                    restart_max_iteration=600, restart_confidence=0.99999)
+                    restart_max_iteration=600, restart_confidence=0.99999, rotation_search=0)
     reg = TemplateRegistrar(template, cfg, seed=7)
     res = reg.register(moved)
     assert res.attempts == 3 and res.fitness < 1.0
@@ -179,8 +180,96 @@ def test_flipped_normals_and_restarts_register_hard_scans(tmp_path):
     assert registered["default"] >= 11, registered
 
 
+def _no_ransac(monkeypatch):
+    """Every RANSAC attempt returns the identity pose (as if the FPFH matches were all wrong),
+    so whatever registers a moved cloud is the rotation search."""
+    from group3ad import registration
+
+    def identity(self, src, seed, restart=False):
+        fitness, rmse = registration._fit_quality(src.points, self.template.points, np.eye(4),
+                                                  self.lengths.ransac_distance)
+        return RegistrationResult(np.eye(4), fitness, rmse, flipped=src.flipped_normals)
+
+    monkeypatch.setattr(TemplateRegistrar, "_attempt", identity)
+
+
+def test_rotation_search_registers_when_ransac_fails(template, monkeypatch):
+    _no_ransac(monkeypatch)
+    R = _rotation(2.5, -0.8, 1.9)
+    moved = template @ R.T + np.array([4.0, 1.0, -3.0])
+    res = TemplateRegistrar(template, _fast_cfg(restarts=0), seed=0).register(moved)
+    assert res.found_by == "rotation_search" and res.fitness > 0.99
+    back = TemplateRegistrar.apply(moved, res.transform)
+    assert np.abs(back - template).max() < 0.05  # mm: the true pose, not a near-symmetric one
+    off = TemplateRegistrar(template, _fast_cfg(restarts=0, rotation_search=0), seed=0).register(moved)
+    assert off.found_by == "ransac" and off.fitness < 0.5  # without the search nothing registers
+
+
+def test_rotation_search_is_deterministic_and_seeded(template, monkeypatch):
+    _no_ransac(monkeypatch)
+    moved = template @ _rotation(-1.2, 2.2, 0.4).T
+    a = TemplateRegistrar(template, _fast_cfg(restarts=0), seed=4).register(moved)
+    b = TemplateRegistrar(template, _fast_cfg(restarts=0), seed=4).register(moved)
+    np.testing.assert_array_equal(a.transform, b.transform)
+    reg = TemplateRegistrar(template, _fast_cfg(restarts=0, rotation_search=5), seed=4)
+    first = reg._rotation_search(_Prepared(moved, reg.lengths, reg.cfg))
+    reg.seed = 5
+    other = reg._rotation_search(_Prepared(moved, reg.lengths, reg.cfg))
+    assert not np.array_equal(first.transform, other.transform)  # other starting rotations
+
+
+def test_rotation_search_runs_only_below_min_fitness(template, monkeypatch):
+    calls = []
+    real = TemplateRegistrar._rotation_search
+    monkeypatch.setattr(TemplateRegistrar, "_rotation_search",
+                        lambda self, src: calls.append(1) or real(self, src))
+    moved = template @ _rotation(0.4, -1.1, 2.0).T
+    res = TemplateRegistrar(template, _fast_cfg(), seed=0).register(moved)
+    assert res.fitness > 0.9 and res.found_by == "ransac" and calls == []
+    far = _with_outliers(moved, 20000, 2)  # 70% outliers: no pose reaches 0.9
+    res = TemplateRegistrar(template, _fast_cfg(restarts=1), seed=0).register(far)
+    assert len(calls) == 1 and res.attempts == 2  # searched once, before the restart
+
+
+def test_batched_icp_matches_one_icp_per_start(template):
+    """icp_point_to_plane_batch is icp_point_to_plane run on each start without the early stop."""
+    reg = TemplateRegistrar(template, _fast_cfg())
+    tgt = reg.template
+    src = _Prepared(template @ _rotation(0.1, -0.15, 0.2).T + 0.5, reg.lengths, reg.cfg).points
+    starts = np.stack([np.eye(4), np.eye(4)])
+    starts[1, :3, :3] = _rotation(0.05, 0.1, -0.1)
+    batch = icp_point_to_plane_batch(src, tgt.points, tgt.normals, [3.0, 1.0], starts, 4)
+    for h in range(2):
+        one = icp_point_to_plane(src, tgt.points, tgt.normals, 3.0, starts[h], 4, -1.0, -1.0)
+        one = icp_point_to_plane(src, tgt.points, tgt.normals, 1.0, one, 4, -1.0, -1.0)
+        np.testing.assert_allclose(batch[h], one, rtol=0, atol=1e-9)
+
+
+def test_rotation_search_registers_scans_that_ransac_does_not(tmp_path):
+    """One-sided, randomly posed scans of the tiny synthetic bracket: RANSAC (both normal signs,
+    no restarts) registers few of them (2 of these 6, 0 of 12 in a 12-scan draw), its FPFH
+    matches being wrong wholesale; the rotation search after it registers them (6 of 6)."""
+    from group3ad.data import open_dataset
+    from group3ad.data.synth import generate
+    from group3ad.pipeline import centred
+
+    generate(tmp_path, "tiny", 0, categories=["bracket"], n_test=6, progress=False)
+    ds = open_dataset(str(tmp_path))
+    template = centred(ds.train("bracket")[0].load().points)
+    scans = [centred(s.load().points) for s in ds.test("bracket")]
+    fits = {}
+    for search in (0, 200):
+        reg = TemplateRegistrar(template, _fast_cfg(restarts=0, rotation_search=search), seed=0)
+        fits[search] = [reg.register(s).fitness for s in scans]
+    assert sum(f > 0.9 for f in fits[0]) <= 3, fits
+    assert sum(f > 0.9 for f in fits[200]) >= 5, fits
+    assert all(b >= a for a, b in zip(fits[0], fits[200]))  # a fallback: never worse
+
+
 @pytest.mark.parametrize("field,value", [("restarts", -1), ("restarts", 1.5), ("min_fitness", 1.5),
-                                         ("restart_confidence", 1.0), ("restart_max_iteration", 0)])
+                                         ("restart_confidence", 1.0), ("restart_max_iteration", 0),
+                                         ("rotation_search", -1), ("rotation_search", 2.0),
+                                         ("rotation_search", True), ("search_points", 5)])
 def test_robustness_settings_are_validated(field, value):
     from group3ad.errors import UserError
 

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import UserError
-from .validation import check_fields, positive, positive_int
+from .validation import check_fields, int_at_least, positive, positive_int
 
 REGISTRATION_UNITS = ("mm", "spacing")
 FUSIONS = ("testset", "train")
@@ -36,8 +36,10 @@ class RegistrationConfig:
     with its unoriented normals negated; ``restarts`` more RANSAC seeds are tried while the best
     fitness is below ``min_fitness``, each with RANSAC's confidence raised to
     ``restart_confidence`` and up to ``restart_max_iteration`` iterations (Open3D's RANSAC stops
-    after a few hundred iterations on a wrong pose at confidence 0.999).
-    ``restarts=0, flip_normals=False`` is Reg3D-AD's single try.
+    after a few hundred iterations on a wrong pose at confidence 0.999). Before those restarts,
+    ``rotation_search`` runs ICP from that many starting rotations (coarse on
+    ``search_points`` samples of the source), for scans whose FPFH matches are wrong wholesale.
+    ``restarts=0, flip_normals=False, rotation_search=0`` is Reg3D-AD's single try.
     """
 
     enabled: bool = True
@@ -62,6 +64,8 @@ class RegistrationConfig:
     min_fitness: float = 0.9
     restart_confidence: float = 0.9999999
     restart_max_iteration: int = 1000000
+    rotation_search: int = 200
+    search_points: int = 500
 
     def validate(self) -> None:
         if self.units not in REGISTRATION_UNITS:
@@ -72,8 +76,10 @@ class RegistrationConfig:
         check_fields(self, ("normal_max_nn", "fpfh_max_nn", "max_iteration", "icp_max_iteration",
                             "restart_max_iteration"),
                      lambda v: int(v) >= 1, ">= 1", UserError, "registration.")
-        check_fields(self, ("restarts",), lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        check_fields(self, ("restarts", "rotation_search"), int_at_least(0),
                      "a non-negative integer", UserError, "registration.")
+        check_fields(self, ("search_points",), int_at_least(6), "an integer >= 6", UserError,
+                     "registration.")
         if not 0 <= self.min_fitness <= 1:
             raise UserError(f"registration.min_fitness must be in [0, 1], got {self.min_fitness!r}")
         if not 3 <= self.ransac_n <= 10:

@@ -109,7 +109,9 @@ def evaluate(root: str, config: Group3ADConfig, methods=DEFAULT_METHODS, categor
     """Run ``methods`` on ``categories`` (default: all) of the dataset at ``root``.
 
     Returns {"config", "fusion", "methods": {name: {"categories": {cat: metrics}, "mean":
-    metrics, "seconds": float}}}; with ``out_dir`` also writes JSON, Markdown and PNGs."""
+    metrics, "seconds": float, "objects": {cat: [{"name", "anomalous", "score"}, ...]}}}}, the
+    last being every test cloud's object score (fused), to see which clouds rank where; with
+    ``out_dir`` also writes JSON, Markdown and PNGs."""
     from .data import DataError, open_dataset
 
     fusion = fusion or config.fusion
@@ -125,7 +127,7 @@ def evaluate(root: str, config: Group3ADConfig, methods=DEFAULT_METHODS, categor
     bad = [c for c in cats if c not in available]
     if bad:
         raise UserError(f"unknown category {bad[0]!r} in {root}; categories there: {', '.join(available)}")
-    results = {m: {"categories": {}, "seconds": 0.0} for m in methods}
+    results = {m: {"categories": {}, "seconds": 0.0, "objects": {}} for m in methods}
     curves = {}
     for cat in progress(cats, "categories", show_progress):
         train, test = ds.train(cat), ds.test(cat)
@@ -156,6 +158,9 @@ def evaluate(root: str, config: Group3ADConfig, methods=DEFAULT_METHODS, categor
                 pts, obj = [f[0] for f in fused], np.array([f[1] for f in fused])
             results[name]["seconds"] += time.perf_counter() - t0
             results[name]["categories"][cat] = category_metrics(obj_labels, obj, point_labels, pts)
+            results[name]["objects"][cat] = [
+                {"name": s.name, "anomalous": bool(label), "score": float(score)}
+                for s, label, score in zip(test, obj_labels, obj)]
             curves[cat][name] = (obj_labels, np.asarray(obj), point_labels, pts)
             log(f"{cat:>12s}  {name:<22s} " + "  ".join(
                 f"{k} {v:.3f}" for k, v in results[name]["categories"][cat].items()))

@@ -9,10 +9,11 @@ Steps (lengths from ``RegistrationConfig``, see ``resolve_lengths``):
    leaves it off; it tightens the coordinate branch). Our own ICP (``icp_point_to_plane``: the
    exact knn op + a float64 6x6 solve, Open3D's update rule): Open3D's ICP sums its normal
    equations in parallel, so its last bits depend on thread scheduling;
-5. steps 3-4 again from the source's negated normals (``flip_normals``), and again with the
-   next seeds and a raised RANSAC confidence while the best fitness stays below
-   ``min_fitness`` (``restarts``); the best result by fitness is kept (Reg3D-AD tries once;
-   see ``TemplateRegistrar.register``);
+5. steps 3-4 again from the source's negated normals (``flip_normals``); while the best
+   fitness stays below ``min_fitness``: a rotation search (ICP from ``rotation_search``
+   starting rotations, no features), then RANSAC again with the next seeds and a raised
+   confidence (``restarts``); the best result by fitness is kept (Reg3D-AD
+   tries once; see ``TemplateRegistrar.register``);
 6. the transform is applied to the full-resolution cloud.
 
 Determinism: Open3D's RANSAC draws from its global generator, seeded with
@@ -101,6 +102,7 @@ class RegistrationResult:
     rmse: float
     attempts: int = 1  # RANSAC seeds tried (restarts + 1 at most)
     flipped: bool = False  # the kept result came from the source's negated normals
+    found_by: str = "ransac"  # "ransac" or "rotation_search": where the kept result came from
 
 
 class TemplateRegistrar:
@@ -133,20 +135,23 @@ class TemplateRegistrar:
     def register(self, points: np.ndarray) -> RegistrationResult:
         """The rigid transform taking ``points`` (N,3) onto the template.
 
-        Each attempt runs RANSAC (+ ICP) from the source's features and, with
+        The first attempt runs RANSAC (+ ICP) from the source's features and, with
         ``flip_normals``, again from the features of its negated normals; the best result by
-        (fitness, then lower RMSE) is kept. While that fitness is below ``min_fitness``, up to
-        ``restarts`` more attempts run with seeds ``seed + 1, seed + 2, ...`` and RANSAC's
-        ``restart_confidence`` / ``restart_max_iteration`` (Open3D's confidence rule counts
-        fitness, not correspondence inliers, so at 0.999 it stops after a few hundred
-        iterations on a wrong pose). A cloud that never fits pays every attempt: about 25 s on
-        the small preset on a 2-core CPU.
+        (fitness, then lower RMSE) is kept. While that fitness is below ``min_fitness``:
+        1. the rotation search (``rotation_search`` > 0, see ``_rotation_search``): ICP from
+           that many starting rotations, no features involved;
+        2. up to ``restarts`` more RANSAC attempts with seeds ``seed + 1, seed + 2, ...`` and
+           RANSAC's ``restart_confidence`` / ``restart_max_iteration`` (Open3D's confidence
+           rule counts fitness, not correspondence inliers, so at 0.999 it stops after a few
+           hundred iterations on a wrong pose).
+        A cloud that never fits pays all of it: about 25 s on the small preset on a 2-core CPU.
 
         Why the flip: the normals are unoriented (the eigen solver's sign), and FPFH is not
         invariant to their sign, so on a randomly posed scan a cloud-dependent share of normals
-        points the other way from the template's. On the synthetic small preset 32 of 45
-        clouds register (fitness > 0.9) with one try, 40 with both signs, 44 with restarts as
-        well (benchmarks/results/registration.md).
+        points the other way from the template's. Why the search: FPFH correspondences can be
+        wrong wholesale (a gear seen edge-on, whose teeth all look alike; a near-symmetric part),
+        and then no RANSAC seed finds the pose, while ICP from enough starting rotations does
+        (benchmarks/results/registration.md).
         """
         if not self.cfg.enabled:
             return RegistrationResult(np.eye(4), 1.0, 0.0)
@@ -154,14 +159,57 @@ class TemplateRegistrar:
         src = _Prepared(points, self.lengths, cfg)
         sources = [src, src.flipped(self.lengths, cfg)] if cfg.flip_normals else [src]
         best = None
+
+        def keep(result: RegistrationResult) -> None:
+            nonlocal best
+            if best is None or (result.fitness, -result.rmse) > (best.fitness, -best.rmse):
+                best = result
+
         for attempt in range(cfg.restarts + 1):
             for source in sources:
-                result = self._attempt(source, self.seed + attempt, restart=attempt > 0)
-                if best is None or (result.fitness, -result.rmse) > (best.fitness, -best.rmse):
-                    best = result
+                keep(self._attempt(source, self.seed + attempt, restart=attempt > 0))
+            if attempt == 0 and best.fitness < cfg.min_fitness and cfg.rotation_search > 0:
+                keep(self._rotation_search(src))
             if best.fitness >= cfg.min_fitness:
                 break
         best.attempts = attempt + 1
+        return best
+
+    def _rotation_search(self, src: "_Prepared") -> RegistrationResult:
+        """ICP from ``rotation_search`` starting rotations (uniform, drawn from ``seed``), each
+        with the source's centroid moved onto the template's; no features involved.
+
+        Coarse: the ``search_points`` farthest-point samples of the downsampled source, all
+        starts at once (one knn call per iteration), 10 ICP iterations at each correspondence
+        distance of the schedule template diagonal / 8, / 16, / 32, then 2 x icp_distance.
+        Fine: the 3 best starts by coarse fitness (ties: the lower start index) get the full
+        ICP on the whole downsampled source; the best of them by (fitness, -rmse) is returned.
+        """
+        L, cfg, tgt = self.lengths, self.cfg, self.template
+        if len(src.points) < 6 or len(tgt.points) < 6:
+            return RegistrationResult(np.eye(4), 0.0, 0.0, found_by="rotation_search")
+        n_sub = min(cfg.search_points, len(src.points))
+        sub = src.points[group3ad_ext.fps(torch.from_numpy(src.points), n_sub).numpy()]
+        rotations = _uniform_rotations(cfg.rotation_search, self.seed)
+        c_src, c_tgt = src.points.mean(axis=0), tgt.points.mean(axis=0)
+        starts = np.tile(np.eye(4), (len(rotations), 1, 1))
+        starts[:, :3, :3] = rotations
+        starts[:, :3, 3] = c_tgt - rotations @ c_src
+        diagonal = float(np.linalg.norm(np.ptp(tgt.points, axis=0)))
+        schedule = [max(diagonal / k, L.icp_distance) for k in (8, 16, 32)] + [2 * L.icp_distance]
+        coarse = icp_point_to_plane_batch(sub, tgt.points, tgt.normals, schedule, starts, 10)
+        tgt_t = torch.from_numpy(np.ascontiguousarray(tgt.points))
+        moved = np.einsum("hij,sj->hsi", coarse[:, :3, :3], sub) + coarse[:, None, :3, 3]
+        dist, _ = _nearest(moved.reshape(-1, 3), tgt_t)
+        coarse_fitness = (dist.reshape(len(coarse), -1) < L.ransac_distance).mean(axis=1)
+        order = np.argsort(-coarse_fitness, kind="stable")[:3]
+        best = None
+        for h in order:
+            transform = icp_point_to_plane(src.points, tgt.points, tgt.normals, L.icp_distance,
+                                           coarse[h], cfg.icp_max_iteration)
+            fitness, rmse = _fit_quality(src.points, tgt.points, transform, L.ransac_distance)
+            if best is None or (fitness, -rmse) > (best.fitness, -best.rmse):
+                best = RegistrationResult(transform, fitness, rmse, found_by="rotation_search")
         return best
 
     def _attempt(self, src: "_Prepared", seed: int, restart: bool = False) -> RegistrationResult:
@@ -240,6 +288,24 @@ def _rotation_xyz(a: float, b: float, c: float) -> np.ndarray:
                      [-sb, cb * sa, cb * ca]])
 
 
+def _point_to_plane_step(p: np.ndarray, q: np.ndarray, n: np.ndarray) -> np.ndarray | None:
+    """The (4,4) update of one point-to-plane ICP iteration (Open3D's linearisation) from the
+    paired source points p (S,3), template points q (S,3) and template normals n (S,3);
+    None when the normal equations are singular."""
+    a = np.concatenate([np.cross(p, n), n], axis=1)  # (S,6)
+    r = np.einsum("ij,ij->i", q - p, n)
+    ata = np.einsum("ni,nj->ij", a, a)
+    atb = np.einsum("ni,n->i", a, r)
+    try:
+        x = np.linalg.solve(ata, atb)
+    except np.linalg.LinAlgError:
+        return None
+    step = np.eye(4)
+    step[:3, :3] = _rotation_xyz(*x[:3])
+    step[:3, 3] = x[3:]
+    return step
+
+
 def icp_point_to_plane(src: np.ndarray, tgt: np.ndarray, tgt_normals: np.ndarray, max_dist: float,
                        init: np.ndarray, max_iteration: int = 30,
                        relative_fitness: float = 1e-6, relative_rmse: float = 1e-6) -> np.ndarray:
@@ -269,17 +335,47 @@ def icp_point_to_plane(src: np.ndarray, tgt: np.ndarray, tgt_normals: np.ndarray
         if it == max_iteration or inl.sum() < 6:
             break
         prev_fitness, prev_rmse = fitness, rmse
-        p, q, n = moved[inl], tgt[idx[inl]], tgt_normals[idx[inl]]
-        a = np.concatenate([np.cross(p, n), n], axis=1)  # (n,6)
-        r = np.einsum("ij,ij->i", q - p, n)
-        ata = np.einsum("ni,nj->ij", a, a)
-        atb = np.einsum("ni,n->i", a, r)
-        try:
-            x = np.linalg.solve(ata, atb)
-        except np.linalg.LinAlgError:
+        step = _point_to_plane_step(moved[inl], tgt[idx[inl]], tgt_normals[idx[inl]])
+        if step is None:
             break
-        step = np.eye(4)
-        step[:3, :3] = _rotation_xyz(*x[:3])
-        step[:3, 3] = x[3:]
         transform = step @ transform
     return transform
+
+
+def icp_point_to_plane_batch(src: np.ndarray, tgt: np.ndarray, tgt_normals: np.ndarray,
+                             schedule: list[float], inits: np.ndarray, iterations: int) -> np.ndarray:
+    """Point-to-plane ICP from many starting poses at once, for the rotation search.
+
+    src (S,3), tgt (T,3), tgt_normals (T,3) float64; inits (H,4,4). For each correspondence
+    distance of ``schedule`` in turn, ``iterations`` ICP iterations on every start; all H
+    transformed copies of ``src`` query the template in one knn call per iteration. No early
+    stop: a start stays put once fewer than 6 pairs are in range or its system is singular.
+    Returns (H,4,4).
+    """
+    transforms = np.asarray(inits, dtype=np.float64).copy()
+    tgt = np.asarray(tgt, dtype=np.float64)
+    tgt_t = torch.from_numpy(np.ascontiguousarray(tgt))
+    tgt_normals = np.asarray(tgt_normals, dtype=np.float64)
+    for max_dist in schedule:
+        for _ in range(iterations):
+            moved = np.einsum("hij,sj->hsi", transforms[:, :3, :3], src) + transforms[:, None, :3, 3]
+            dist, idx = _nearest(moved.reshape(-1, 3), tgt_t)
+            dist, idx = dist.reshape(len(transforms), -1), idx.reshape(len(transforms), -1)
+            for h in range(len(transforms)):
+                inl = dist[h] < max_dist
+                if inl.sum() < 6:
+                    continue
+                step = _point_to_plane_step(moved[h][inl], tgt[idx[h][inl]], tgt_normals[idx[h][inl]])
+                if step is not None:
+                    transforms[h] = step @ transforms[h]
+    return transforms
+
+
+def _uniform_rotations(n: int, seed: int) -> np.ndarray:
+    """n rotations (n,3,3) uniform on SO(3): normalised Gaussian quaternions from ``seed``."""
+    q = np.random.default_rng(seed).normal(size=(n, 4))
+    w, x, y, z = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
+    return np.stack([np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+                     np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+                     np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)],
+                    axis=1)

@@ -18,3 +18,8 @@ def positive_int(value) -> bool:
 
 def positive(value) -> bool:
     return value > 0
+
+
+def int_at_least(lo: int):
+    """A predicate for check_fields: an int (not a bool) >= lo."""
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo

@@ -42,6 +42,7 @@ def run(args) -> int:
         summary["registration"] = {
             "fitness": registration.fitness, "rmse": registration.rmse,
             "attempts": registration.attempts, "flipped_normals": registration.flipped,
+            "found_by": registration.found_by,
             "aligned": registration.fitness >= min_fitness,
         }
         if registration.fitness < min_fitness:
