@@ -167,6 +167,8 @@ def test_evaluate_writes_json_markdown_and_figures(tmp_path, capsys, tiny_config
         assert [(o["name"], o["anomalous"]) for o in objects] == [("0_good", False), ("1_bulge", True)]
         auroc = roc_auc_score([o["anomalous"] for o in objects], [o["score"] for o in objects])
         assert auroc == pytest.approx(method["categories"]["blob"]["O-AUROC"])
+        assert all(o["branches"] and all(np.isfinite(list(o["branches"].values()))) for o in objects)
+    assert set(rep["methods"]["Group3AD"]["objects"]["blob"][0]["branches"]) == {"coord", "feature"}
     assert (out_dir / "results.md").exists()
     assert (out_dir / "roc_blob.png").stat().st_size > 1000
     assert (out_dir / "scored_blob.png").stat().st_size > 1000

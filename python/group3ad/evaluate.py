@@ -109,8 +109,9 @@ def evaluate(root: str, config: Group3ADConfig, methods=DEFAULT_METHODS, categor
     """Run ``methods`` on ``categories`` (default: all) of the dataset at ``root``.
 
     Returns {"config", "fusion", "methods": {name: {"categories": {cat: metrics}, "mean":
-    metrics, "seconds": float, "objects": {cat: [{"name", "anomalous", "score"}, ...]}}}}, the
-    last being every test cloud's object score (fused), to see which clouds rank where; with
+    metrics, "seconds": float, "objects": {cat: [{"name", "anomalous", "score", "branches"},
+    ...]}}}}, the last being every test cloud's fused object score and each branch's raw one
+    (e.g. {"coord": .., "feature": ..}), to see which clouds rank where and why; with
     ``out_dir`` also writes JSON, Markdown and PNGs."""
     from .data import DataError, open_dataset
 
@@ -159,8 +160,9 @@ def evaluate(root: str, config: Group3ADConfig, methods=DEFAULT_METHODS, categor
             results[name]["seconds"] += time.perf_counter() - t0
             results[name]["categories"][cat] = category_metrics(obj_labels, obj, point_labels, pts)
             results[name]["objects"][cat] = [
-                {"name": s.name, "anomalous": bool(label), "score": float(score)}
-                for s, label, score in zip(test, obj_labels, obj)]
+                {"name": s.name, "anomalous": bool(label), "score": float(score),
+                 "branches": {b: float(v[1]) for b, v in sorted(sample.items())}}
+                for s, label, score, sample in zip(test, obj_labels, obj, branches)]
             curves[cat][name] = (obj_labels, np.asarray(obj), point_labels, pts)
             log(f"{cat:>12s}  {name:<22s} " + "  ".join(
                 f"{k} {v:.3f}" for k, v in results[name]["categories"][cat].items()))
