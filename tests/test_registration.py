@@ -245,6 +245,23 @@ def test_batched_icp_matches_one_icp_per_start(template):
         np.testing.assert_allclose(batch[h], one, rtol=0, atol=1e-9)
 
 
+def test_degenerate_icp_pairs_leave_the_pose_unchanged(template):
+    """Pairs that cannot fix a pose (all source points at one spot: the rotation columns of the
+    normal equations vanish) give no ICP step, and both ICPs keep their start pose."""
+    from group3ad.registration import _point_to_plane_step
+
+    n = np.tile([0.0, 0.0, 1.0], (10, 1))
+    assert _point_to_plane_step(np.zeros((10, 3)), np.ones((10, 3)), n) is None
+    start = np.eye(4)
+    start[:3, 3] = [0.5, 0.0, 0.0]
+    spot = np.zeros((10, 3))
+    np.testing.assert_array_equal(icp_point_to_plane(spot, template, np.tile([0, 0, 1.0], (len(template), 1)),
+                                                     100.0, start), start)
+    batch = icp_point_to_plane_batch(spot, template, np.tile([0, 0, 1.0], (len(template), 1)), [100.0],
+                                     start[None], 3)
+    np.testing.assert_array_equal(batch[0], start)
+
+
 def test_rotation_search_registers_scans_that_ransac_does_not(tmp_path):
     """One-sided, randomly posed scans of the tiny synthetic bracket: RANSAC (both normal signs,
     no restarts) registers few of them (2 of these 6, 0 of 12 in a 12-scan draw), its FPFH

@@ -149,9 +149,9 @@ class TemplateRegistrar:
         Why the flip: the normals are unoriented (the eigen solver's sign), and FPFH is not
         invariant to their sign, so on a randomly posed scan a cloud-dependent share of normals
         points the other way from the template's. Why the search: FPFH correspondences can be
-        wrong wholesale (a gear seen edge-on, whose teeth all look alike; a near-symmetric part),
+        wrong wholesale (real3d gear 6_good: Open3D's mutual filter kept 1 correspondence),
         and then no RANSAC seed finds the pose, while ICP from enough starting rotations does
-        (benchmarks/results/registration.md).
+        (benchmarks/results/registration.md, registration_real3d.md).
         """
         if not self.cfg.enabled:
             return RegistrationResult(np.eye(4), 1.0, 0.0)
@@ -291,7 +291,7 @@ def _rotation_xyz(a: float, b: float, c: float) -> np.ndarray:
 def _point_to_plane_step(p: np.ndarray, q: np.ndarray, n: np.ndarray) -> np.ndarray | None:
     """The (4,4) update of one point-to-plane ICP iteration (Open3D's linearisation) from the
     paired source points p (S,3), template points q (S,3) and template normals n (S,3);
-    None when the normal equations are singular."""
+    None when the normal equations are singular or their solution is not finite."""
     a = np.concatenate([np.cross(p, n), n], axis=1)  # (S,6)
     r = np.einsum("ij,ij->i", q - p, n)
     ata = np.einsum("ni,nj->ij", a, a)
@@ -299,6 +299,8 @@ def _point_to_plane_step(p: np.ndarray, q: np.ndarray, n: np.ndarray) -> np.ndar
     try:
         x = np.linalg.solve(ata, atb)
     except np.linalg.LinAlgError:
+        return None
+    if not np.isfinite(x).all():
         return None
     step = np.eye(4)
     step[:3, :3] = _rotation_xyz(*x[:3])
