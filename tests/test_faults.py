@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -157,22 +156,13 @@ def test_keyboard_interrupt_during_long_op_leaves_process_usable():
             pytest.skip(first.strip())
         assert first.startswith("STARTED"), first + proc.stderr.read()
         time.sleep(1.5)
-        # One SIGINT suffices in every run we watched but one: under the sanitizer build, once,
-        # the child printed nothing for 300 s after it (cause not found; 7 reruns passed). So
-        # the signal is sent again while the child stays silent for 60 s, at most 3 times, and
-        # the count is reported: a deadlocked pool or a crash still fails, a lost signal does not.
-        signals = 0
-        while signals < 3:
-            proc.send_signal(signal.SIGINT)
-            signals += 1
-            if select.select([proc.stdout], [], [], 60)[0]:
-                break
+        proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, f"exit {proc.returncode} after {signals} SIGINT\n{out}\n{err[-3000:]}"
-    assert "INTERRUPTED" in out and "USABLE True" in out, f"{signals} SIGINT\n" + out + err[-3000:]
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err[-3000:]}"
+    assert "INTERRUPTED" in out and "USABLE True" in out, out + err[-3000:]
 
 
 _LAUNCH = re.compile(r"<<<[^;]*?>>>\s*\([^;]*?\)\s*;", re.S)
