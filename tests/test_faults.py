@@ -132,6 +132,11 @@ def test_keyboard_interrupt_during_long_op_leaves_process_usable():
     # crash, no deadlocked thread pool, the interrupt is delivered, and the next ops give
     # correct answers.
     script = PRELUDE + textwrap.dedent("""
+        import signal
+        # A process started in the background by a non-interactive shell (`cmd &`) inherits
+        # SIGINT ignored, and Python then installs no KeyboardInterrupt handler: restore it, so
+        # the test does not depend on how its runner was launched.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         knn = need("knn")
         g = torch.Generator().manual_seed(0)
         pts = torch.rand(200_000, 3, generator=g)   # one knn(pts, pts) call: about 1-2 s
