@@ -255,10 +255,9 @@ def test_degenerate_icp_pairs_leave_the_pose_unchanged(template):
     start = np.eye(4)
     start[:3, 3] = [0.5, 0.0, 0.0]
     spot = np.zeros((10, 3))
-    np.testing.assert_array_equal(icp_point_to_plane(spot, template, np.tile([0, 0, 1.0], (len(template), 1)),
-                                                     100.0, start), start)
-    batch = icp_point_to_plane_batch(spot, template, np.tile([0, 0, 1.0], (len(template), 1)), [100.0],
-                                     start[None], 3)
+    up = np.tile([0, 0, 1.0], (len(template), 1))
+    np.testing.assert_array_equal(icp_point_to_plane(spot, template, up, 100.0, start), start)
+    batch = icp_point_to_plane_batch(spot, template, up, [100.0], start[None], 3)
     np.testing.assert_array_equal(batch[0], start)
 
 

@@ -198,10 +198,8 @@ class TemplateRegistrar:
         diagonal = float(np.linalg.norm(np.ptp(tgt.points, axis=0)))
         schedule = [max(diagonal / k, L.icp_distance) for k in (8, 16, 32)] + [2 * L.icp_distance]
         coarse = icp_point_to_plane_batch(sub, tgt.points, tgt.normals, schedule, starts, 10)
-        tgt_t = torch.from_numpy(np.ascontiguousarray(tgt.points))
-        moved = np.einsum("hij,sj->hsi", coarse[:, :3, :3], sub) + coarse[:, None, :3, 3]
-        dist, _ = _nearest(moved.reshape(-1, 3), tgt_t)
-        coarse_fitness = (dist.reshape(len(coarse), -1) < L.ransac_distance).mean(axis=1)
+        _, dist, _ = _nearest_batch(coarse, sub, torch.from_numpy(np.ascontiguousarray(tgt.points)))
+        coarse_fitness = (dist < L.ransac_distance).mean(axis=1)
         order = np.argsort(-coarse_fitness, kind="stable")[:3]
         best = None
         for h in order:
@@ -266,6 +264,14 @@ def _nearest(query: np.ndarray, points_t: torch.Tensor) -> tuple[np.ndarray, np.
     """Exact nearest template point of each query: (dist (M,), idx (M,)), float64."""
     d2, idx = group3ad_ext.knn(torch.from_numpy(np.ascontiguousarray(query)), points_t, 1)
     return np.sqrt(d2[:, 0].numpy()), idx[:, 0].numpy()
+
+
+def _nearest_batch(transforms: np.ndarray, points: np.ndarray, points_t: torch.Tensor):
+    """``points`` (S,3) moved by each of ``transforms`` (H,4,4), and the nearest template point
+    of every moved point, in one knn call: (moved (H,S,3), dist (H,S), idx (H,S))."""
+    moved = np.einsum("hij,sj->hsi", transforms[:, :3, :3], points) + transforms[:, None, :3, 3]
+    dist, idx = _nearest(moved.reshape(-1, 3), points_t)
+    return moved, dist.reshape(len(transforms), -1), idx.reshape(len(transforms), -1)
 
 
 def _fit_quality(src: np.ndarray, tgt: np.ndarray, transform: np.ndarray, max_dist: float):
@@ -351,8 +357,8 @@ def icp_point_to_plane_batch(src: np.ndarray, tgt: np.ndarray, tgt_normals: np.n
     src (S,3), tgt (T,3), tgt_normals (T,3) float64; inits (H,4,4). For each correspondence
     distance of ``schedule`` in turn, ``iterations`` ICP iterations on every start; all H
     transformed copies of ``src`` query the template in one knn call per iteration. No early
-    stop: a start stays put once fewer than 6 pairs are in range or its system is singular.
-    Returns (H,4,4).
+    stop: a start skips an iteration when fewer than 6 pairs are in range or its system is
+    singular. Returns (H,4,4).
     """
     transforms = np.asarray(inits, dtype=np.float64).copy()
     tgt = np.asarray(tgt, dtype=np.float64)
@@ -360,9 +366,7 @@ def icp_point_to_plane_batch(src: np.ndarray, tgt: np.ndarray, tgt_normals: np.n
     tgt_normals = np.asarray(tgt_normals, dtype=np.float64)
     for max_dist in schedule:
         for _ in range(iterations):
-            moved = np.einsum("hij,sj->hsi", transforms[:, :3, :3], src) + transforms[:, None, :3, 3]
-            dist, idx = _nearest(moved.reshape(-1, 3), tgt_t)
-            dist, idx = dist.reshape(len(transforms), -1), idx.reshape(len(transforms), -1)
+            moved, dist, idx = _nearest_batch(transforms, src, tgt_t)
             for h in range(len(transforms)):
                 inl = dist[h] < max_dist
                 if inl.sum() < 6:
