@@ -58,6 +58,14 @@ for tool in ${G3_SANITIZE_TOOLS:-memcheck racecheck synccheck initcheck}; do
   rc=$?
   grep -E "(ERROR|RACECHECK|SYNCCHECK|INITCHECK) SUMMARY|passed|failed" "$log" | tail -4
   echo "$tool: exit $rc in $(( $(date +%s) - t0 )) s"
+  if [ "$tool" = initcheck ] && [ "$rc" = 99 ] && ! grep -qE "[0-9]+ failed|[0-9]+ error" "$log"; then
+    # initcheck reports reads of uninitialised memory inside cub's sorts (NVIDIA/cccl #1790,
+    # #1891, #2104), which knn and torch's sort/nonzero run. Only a report whose device frame
+    # is one of our kernels (namespace g3) counts; the others stay listed in the log.
+    ours=$(grep -E "^=+ +at " "$log" | grep -v "Host Frame" | grep -c "g3::")
+    echo "initcheck: $ours report(s) in our kernels; library kernels' reports are listed in $log"
+    [ "$ours" = 0 ] && rc=0
+  fi
   [ "$rc" = 0 ] || { echo "compute-sanitizer $tool FAILED (see $log)"; status=1; }
 done
 exit $status

@@ -190,11 +190,15 @@ def test_every_cuda_launch_is_followed_by_an_error_check():
 
 
 def test_every_cuda_glue_turns_errors_into_exceptions():
-    # The launchers return cudaError_t; the torch glue must raise it (TORCH_CHECK with the
-    # error string), never drop it.
-    glue = sorted((ROOT / "csrc" / "cuda").glob("*_cuda.cpp"))
-    silent = [g.name for g in glue if "cudaGetErrorString" not in g.read_text() and "C10_CUDA_CHECK" not in g.read_text()]
+    # The launchers return cudaError_t; the torch glue must raise it (g3::cuda::check_status,
+    # which throws with the error string, or TORCH_CHECK / C10_CUDA_CHECK), never drop it.
+    cuda_dir = ROOT / "csrc" / "cuda"
+    glue = sorted(cuda_dir.glob("*_cuda.cpp"))
+    markers = ("check_status(", "cudaGetErrorString", "C10_CUDA_CHECK")
+    silent = [g.name for g in glue if not any(m in g.read_text() for m in markers)]
     assert not silent, "CUDA glue files that never report a CUDA error: " + ", ".join(silent)
+    bridge = (cuda_dir / "torch_bridge.cpp").read_text()
+    assert "cudaGetErrorString" in bridge and "OutOfMemoryError" in bridge
 
 
 SENSOR_JUNK_CASES = {
@@ -231,3 +235,57 @@ def test_nan_and_inf_points_are_rejected_before_any_kernel(case, value):
     bad[17, 1] = value
     with pytest.raises(ValueError, match=arg):
         eval(code, {fn_name: fn, "good": good, "bad": bad, "torch": torch})
+
+
+
+RAW_NON_FINITE_CASES = {  # case -> (op named in the message, argument named)
+    "fps": ("fps", "points"),
+    "knn points": ("knn", "points"),
+    "knn query": ("knn", "query"),
+    "normals": ("normals", "points"),
+    "fpfh normals": ("fpfh", "normals"),
+    "fpfh_variation": ("fpfh_variation", "features"),
+    "fpfh_with_variation": ("fpfh_with_variation", "points"),
+    "nn_search queries": ("nn_search", "queries"),
+    "nn_search bank": ("nn_search", "bank"),
+}
+
+
+def _raw_call(case, p, n, bad):
+    import torch
+
+    import group3ad_ext  # noqa: F401  (loads the ops)
+
+    ops, dev = torch.ops.group3ad_ext, p.device
+    lengths = torch.tensor([p.shape[0]], device=dev)
+    calls = {
+        "fps": lambda: ops.fps(bad[None], lengths, torch.zeros(1, 1, dtype=torch.int64, device=dev), 3),
+        "knn points": lambda: ops.knn(p[None], bad[None], lengths, lengths, 4),
+        "knn query": lambda: ops.knn(bad[None], p[None], lengths, lengths, 4),
+        "normals": lambda: ops.normals(bad, 0.5, 10),
+        "fpfh normals": lambda: ops.fpfh(p, bad, None, 0.5, 10),
+        "fpfh_variation": lambda: ops.fpfh_variation(p, bad, 3),
+        "fpfh_with_variation": lambda: ops.fpfh_with_variation(bad, n, 0.5, 10, 3),
+        "nn_search queries": lambda: ops.nn_search(bad, p, 2),
+        "nn_search bank": lambda: ops.nn_search(p, bad, 2),
+    }
+    return calls[case]()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("case", sorted(RAW_NON_FINITE_CASES))
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_raw_ops_refuse_non_finite_values(device, case, value):
+    # Direct torch.ops calls skip the wrappers' ValueErrors. Unchecked, a NaN in point 0 hung the
+    # CUDA grid's sizing loop, a NaN query made the CUDA memory-bank rerank read row INT64_MAX,
+    # and CPU knn returned rows it never wrote: each backend's glue refuses them first.
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(40, 3, generator=g, dtype=torch.float64).to(device)
+    n = torch.nn.functional.normalize(torch.rand(40, 3, generator=g, dtype=torch.float64), dim=1).to(device)
+    bad = p.clone()
+    bad[0, 1] = value  # point 0: the CUDA bounding box was seeded from it
+    op, arg = RAW_NON_FINITE_CASES[case]
+    with pytest.raises(RuntimeError, match=rf"{op}: {arg} must be finite"):
+        _raw_call(case, p, n, bad)

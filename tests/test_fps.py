@@ -460,3 +460,20 @@ def test_cuda_many_clouds_step_fallback_equals_cpu():
     pts = rand(3000 * 64, seed=45).reshape(3000, 64, 3)
     cpu, gpu = _both((fps, (pts, 16)), start_idx=2)
     assert torch.equal(cpu, gpu)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_raw_op_rejects_out_of_range_seeds_and_lengths(device):
+    # Direct torch.ops calls skip the wrapper's ValueErrors; the kernels would read a seed's
+    # point out of bounds, so each backend's glue checks the values first.
+    op = torch.ops.group3ad_ext.fps
+    pts = torch.rand(2, 50, 3, device=device)
+    lens = torch.tensor([50, 40], device=device)
+    with pytest.raises(RuntimeError, match=r"start_idx\[1, 0\] = 45 is outside \[0, 40\)"):
+        op(pts, lens, torch.tensor([[0], [45]], device=device), 10)
+    with pytest.raises(RuntimeError, match=r"start_idx\[0, 0\] = -1"):
+        op(pts, lens, torch.tensor([[-1], [0]], device=device), 10)
+    with pytest.raises(RuntimeError, match=r"n_samples = 45 exceeds lengths\[1\] = 40"):
+        op(pts, lens, torch.zeros(2, 1, dtype=torch.int64, device=device), 45)
+    with pytest.raises(RuntimeError, match=r"lengths\[0\] = 51 is outside \[1, 50\]"):
+        op(pts, torch.tensor([51, 40], device=device), torch.zeros(2, 1, dtype=torch.int64, device=device), 10)

@@ -506,3 +506,14 @@ def test_cuda_degenerate():
         n = g.normals(pts.cuda(), 10.0, 30)
         assert torch.equal(n.cpu(), g.normals(pts, 10.0, 30))
         assert torch.isfinite(g.fpfh(pts.cuda(), n, 10.0, 30)).all()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_raw_fpfh_op_rejects_out_of_range_indices(device):
+    # Direct torch.ops calls skip the wrapper's checks; the kernels gather points and mark
+    # neighbourhoods through these indices, so each backend's glue range-checks them first.
+    p = torch.rand(60, 3, dtype=torch.float64, device=device)
+    n = torch.nn.functional.normalize(torch.rand(60, 3, dtype=torch.float64, device=device), dim=1)
+    for bad in ([0, 60], [-1, 3]):
+        with pytest.raises(RuntimeError, match=r"indices must lie in \[0, 60\)"):
+            ops.fpfh(p, n, torch.tensor(bad, device=device), 0.5, 20)

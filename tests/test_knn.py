@@ -329,6 +329,34 @@ def test_opcheck_knn():
                           (q.double(), p.double(), torch.tensor([11, 11]), torch.tensor([40, 40]), 40))
 
 
+def _extreme_extent_clouds():
+    """float64 clouds whose extent underflows or overflows a grid's arithmetic (finite inputs)."""
+    g = torch.Generator().manual_seed(5)
+    tiny = torch.rand(500, 3, generator=g, dtype=torch.float64) * 1e-200  # volume underflows
+    subnormal = torch.tensor([[0.0, 0, 0], [5e-324, 0, 0], [0, 1e-323, 0], [2e-323, 0, 5e-324]],
+                             dtype=torch.float64)
+    huge = (torch.rand(400, 3, generator=g, dtype=torch.float64) * 2 - 1) * 9e307  # extent overflows
+    return {"tiny": tiny, "subnormal": subnormal, "huge": huge}
+
+
+def _underflowing_float32():
+    """float32 points ~1e-30 apart: their squared distances underflow to 0 (all tie)."""
+    g = torch.Generator().manual_seed(6)
+    return torch.rand(64, 3, generator=g) * 1e-30
+
+
+def test_underflowing_float32_distances_tie_to_the_lowest_index():
+    p = _underflowing_float32()
+    assert_matches_ref(p, p, 1)
+    assert_matches_ref(p[7:8], p, 5)
+
+
+@pytest.mark.parametrize("name", ["tiny", "subnormal", "huge"])
+def test_extreme_extents_match_reference(name):
+    p = _extreme_extent_clouds()[name]
+    assert_matches_ref(p, p, min(8, p.shape[0]))
+
+
 def test_exported_from_package():
     assert group3ad_ext.knn is knn and group3ad_ext.group is group
     assert "knn" in group3ad_ext.__all__ and "group" in group3ad_ext.__all__
@@ -354,6 +382,7 @@ def test_cuda_equals_cpu_all_points_k32_1m():
 
 
 @cuda
+@pytest.mark.slow
 def test_cuda_equals_cpu_grouping_shape_k128():
     p = surface(1_000_000, seed=1)
     q = p[torch.randperm(p.shape[0])[:4096]]
@@ -389,6 +418,30 @@ def test_cuda_equals_cpu_duplicates_and_identical():
 
 
 @cuda
+@pytest.mark.parametrize("name", ["tiny", "subnormal", "huge"])
+def test_cuda_equals_cpu_extreme_extents(name):
+    # The grid's cell size came out 0 (tiny) or NaN (huge) and its sizing loop never ended.
+    p = _extreme_extent_clouds()[name]
+    _cuda_equals_cpu(p, p, min(8, p.shape[0]))
+
+
+@cuda
+def test_cuda_equals_cpu_underflowing_float32():
+    # The grid skipped a cell whose bound was a hair above 0 while its points computed 0 and
+    # tied with a lower index (query = point 7 returned 7, not 0): bounds now keep a slack.
+    p = _underflowing_float32()
+    _cuda_equals_cpu(p, p, 1)
+    _cuda_equals_cpu(p[7:8], p, 5)
+
+
+@cuda
+def test_cuda_equals_cpu_grouping_shape_100k():
+    p = surface(100_000, seed=1)
+    q = p[torch.randperm(p.shape[0], generator=torch.Generator().manual_seed(0))[:4096]]
+    _cuda_equals_cpu(q, p, 128)
+
+
+@cuda
 @pytest.mark.parametrize("n", [1, 2, 3, 100, 1500])
 def test_cuda_equals_cpu_k_equals_n(n):
     p = torch.rand(n, 3)
@@ -411,3 +464,18 @@ def test_cuda_group_equals_cpu():
     nb, idx = group(p, c, 64)
     nbc, idxc = group(p.cuda(), c.cuda(), 64)
     assert torch.equal(idxc.cpu(), idx) and torch.equal(nbc.cpu(), nb)
+
+
+@cuda
+def test_cuda_scratch_memory_is_counted_by_torch():
+    # The grid's scratch (cell keys, sorted points, index maps: > 36 bytes a point) comes from
+    # torch's caching allocator, so torch.cuda.max_memory_allocated sees it (benchmarks report it).
+    p = torch.rand(200_000, 3, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    d, i = knn(p[:1000], p, 8)
+    torch.cuda.synchronize()
+    outputs = d.numel() * d.element_size() + i.numel() * i.element_size()
+    assert torch.cuda.max_memory_allocated() - base >= outputs + 36 * p.shape[0]
+    assert torch.cuda.memory_allocated() - base <= outputs + (1 << 20)  # scratch returned

@@ -384,12 +384,7 @@ at::Tensor fps_cpu(const at::Tensor& points, const at::Tensor& lengths, const at
   const int64_t* seed_p = seeds.data_ptr<int64_t>();
   int64_t max_len = 0;
   for (const auto b : c10::irange(B)) {
-    TORCH_CHECK(len_p[b] >= 1 && len_p[b] <= N, "fps: lengths must lie in [1, N]");
-    TORCH_CHECK(n_samples <= len_p[b], "fps: n_samples exceeds a cloud's length");
-    for (const auto j : c10::irange(S)) {
-      TORCH_CHECK(seed_p[b * S + j] >= 0 && seed_p[b * S + j] < len_p[b],
-                  "fps: start_idx out of range");
-    }
+    g3::check_fps_cloud(b, len_p[b], seed_p + b * S, S, N, n_samples);
     max_len = std::max(max_len, len_p[b]);
   }
   at::Tensor out = at::empty({B, n_samples}, points.options().dtype(at::kLong));

@@ -20,6 +20,7 @@
 
 #include "common/geometry_math.h"
 #include "cpu/knn_index.h"
+#include "op_checks.h"
 
 namespace {
 
@@ -34,10 +35,8 @@ double hybrid_radius2(double radius) {
   return r2 > 0.0 ? std::nextafter(r2, 0.0) : 0.0;
 }
 
-at::Tensor as_double_points(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.dim() == 2 && t.size(1) == 3, name, " must have shape (N,3)");
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
-              " must be float32 or float64");
+at::Tensor as_double_points(const at::Tensor& t, const char* op, const char* name) {
+  g3::check_points3(t, op, name);
   return t.to(at::kDouble).contiguous();
 }
 
@@ -82,7 +81,7 @@ struct TreeCloud {
 
 at::Tensor normals_cpu(const at::Tensor& points, double radius, int64_t max_nn) {
   TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
-  const at::Tensor p = as_double_points(points, "points");
+  const at::Tensor p = as_double_points(points, "normals", "points");
   const int64_t n = p.size(0);
   at::Tensor out = at::empty({n, 3}, p.options());
   if (n == 0) return out.to(points.scalar_type());
@@ -279,8 +278,8 @@ void fpfh_tree(const TreeCloud& cloud, const double* normals, const int64_t* qi,
 at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
                     const std::optional<at::Tensor>& indices, double radius, int64_t max_nn) {
   TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
-  const at::Tensor p = as_double_points(points, "points");
-  const at::Tensor nr = as_double_points(normals, "normals");
+  const at::Tensor p = as_double_points(points, "fpfh", "points");
+  const at::Tensor nr = as_double_points(normals, "fpfh", "normals");
   const int64_t n = p.size(0);
   TORCH_CHECK(nr.size(0) == n, "normals must have as many rows as points");
   at::Tensor qidx;
@@ -291,7 +290,9 @@ at::Tensor fpfh_cpu(const at::Tensor& points, const at::Tensor& normals,
   const int64_t nq = indices.has_value() ? qidx.size(0) : n;
   if (n == 0 || nq == 0) return at::zeros({nq, gm::kFpfhBins}, points.options());
   const int64_t* qi = indices.has_value() ? qidx.data_ptr<int64_t>() : nullptr;
-  for (int64_t j = 0; j < nq && qi; ++j) TORCH_CHECK(qi[j] >= 0 && qi[j] < n, "indices out of range");
+  for (int64_t j = 0; j < nq && qi; ++j) {
+    TORCH_CHECK(qi[j] >= 0 && qi[j] < n, "indices must lie in [0, ", n, "), got ", qi[j]);
+  }
   at::Tensor out = at::empty({nq, gm::kFpfhBins}, p.options());  // fpfh_row writes every entry
   const TreeCloud cloud(p);
   fpfh_tree(cloud, nr.data_ptr<double>(), qi, nq, radius, max_nn, out.data_ptr<double>());
@@ -359,10 +360,11 @@ at::Tensor variation_on_tree(const TreeCloud& cloud, const at::Tensor& f, int64_
 
 at::Tensor fpfh_variation_cpu(const at::Tensor& points, const at::Tensor& features, int64_t k) {
   TORCH_CHECK(k >= 1, "k must be >= 1");
-  const at::Tensor p = as_double_points(points, "points");
+  const at::Tensor p = as_double_points(points, "fpfh_variation", "points");
   const int64_t n = p.size(0);
   TORCH_CHECK(features.dim() == 2 && features.size(0) == n,
               "features must have shape (N,F) with N = points rows");
+  g3::check_finite(features, "fpfh_variation", "features");
   if (n <= 1) return at::zeros({n}, features.options());
   return variation_on_tree(TreeCloud(p), features.contiguous(), k);
 }
@@ -376,8 +378,8 @@ std::tuple<at::Tensor, at::Tensor> fpfh_with_variation_cpu(const at::Tensor& poi
                                                            double radius, int64_t max_nn, int64_t k) {
   TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
   TORCH_CHECK(k >= 1, "k must be >= 1");
-  const at::Tensor p = as_double_points(points, "points");
-  const at::Tensor nr = as_double_points(normals, "normals");
+  const at::Tensor p = as_double_points(points, "fpfh_with_variation", "points");
+  const at::Tensor nr = as_double_points(normals, "fpfh_with_variation", "normals");
   const int64_t n = p.size(0);
   TORCH_CHECK(nr.size(0) == n, "normals must have as many rows as points");
   if (n == 0) return {at::zeros({0, gm::kFpfhBins}, points.options()), at::zeros({0}, points.options())};

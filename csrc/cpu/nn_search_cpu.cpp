@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/nn_search_bounds.h"
+#include "op_checks.h"
 
 namespace {
 
@@ -299,13 +300,8 @@ void nn_search_impl(const T* queries, const T* bank, int64_t n_query, int64_t n_
 
 std::tuple<at::Tensor, at::Tensor> nn_search_cpu(const at::Tensor& queries, const at::Tensor& bank,
                                                  int64_t k) {
-  TORCH_CHECK(queries.dim() == 2 && bank.dim() == 2, "nn_search: queries (Q,D) and bank (B,D) expected");
-  TORCH_CHECK(queries.size(1) == bank.size(1), "nn_search: queries and bank differ in D");
-  TORCH_CHECK(queries.scalar_type() == bank.scalar_type(), "nn_search: queries and bank differ in dtype");
-  TORCH_CHECK(bank.size(0) >= 1, "nn_search: empty bank");
-  TORCH_CHECK(k >= 1 && k <= bank.size(0), "nn_search: need 1 <= k <= B");
+  g3::check_nn_search_args(queries, bank, k);
   const int64_t n_query = queries.size(0), n_bank = bank.size(0), dims = queries.size(1);
-  TORCH_CHECK(dims >= 1, "nn_search: D must be >= 1");
   at::Tensor dist = at::empty({n_query, k}, queries.options().dtype(at::kFloat));
   at::Tensor idx = at::empty({n_query, k}, queries.options().dtype(at::kLong));
   if (n_query == 0) return {dist, idx};

@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "cuda/fps_launch.h"
+#include "cuda/torch_bridge.h"
 #include "op_checks.h"
 
 namespace {
@@ -23,30 +24,33 @@ at::Tensor fps_cuda(const at::Tensor& points, const at::Tensor& lengths, const a
   const at::Tensor pts = points.contiguous();
   const at::Tensor len = lengths.contiguous();
   const at::Tensor seeds = start_idx.contiguous();
-  // The block partition follows the lengths: one small device-to-host copy.
+  // The block partition follows the lengths, and a seed out of range would be read out of
+  // bounds by the kernel: two small device-to-host copies.
   const at::Tensor len_host = len.to(at::kCPU);
+  const at::Tensor seeds_host = seeds.to(at::kCPU);
   const int64_t* lh = len_host.data_ptr<int64_t>();
+  const int64_t S = seeds.size(1);
   for (int64_t b = 0; b < B; ++b) {
-    TORCH_CHECK(lh[b] >= n_samples && lh[b] <= N, "fps: every length must lie in [n_samples, N]");
+    g3::check_fps_cloud(b, lh[b], seeds_host.data_ptr<int64_t>() + b * S, S, N, n_samples);
   }
 
   const int elem = points.scalar_type() == at::kFloat ? 4 : 8;
   g3::cuda::FpsPlan plan;
   cudaError_t err = g3::cuda::fps_plan(points.get_device(), B, N, D, elem, lh, &plan);
-  TORCH_CHECK(err == cudaSuccess, "fps: planning the CUDA launch failed: ", cudaGetErrorString(err));
+  g3::cuda::check_status(err, "fps: planning the CUDA launch");
   at::Tensor workspace = at::empty({plan.workspace_bytes}, points.options().dtype(at::kByte));
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(points.get_device()).stream();
   if (elem == 4) {
     err = g3::cuda::fps_run<float>(plan, pts.data_ptr<float>(), len.data_ptr<int64_t>(),
-                                   seeds.data_ptr<int64_t>(), B, N, D, seeds.size(1), n_samples,
+                                   seeds.data_ptr<int64_t>(), B, N, D, S, n_samples,
                                    out.data_ptr<int64_t>(), workspace.data_ptr(), stream);
   } else {
     err = g3::cuda::fps_run<double>(plan, pts.data_ptr<double>(), len.data_ptr<int64_t>(),
-                                    seeds.data_ptr<int64_t>(), B, N, D, seeds.size(1), n_samples,
+                                    seeds.data_ptr<int64_t>(), B, N, D, S, n_samples,
                                     out.data_ptr<int64_t>(), workspace.data_ptr(), stream);
   }
   if (err == cudaSuccess) err = cudaGetLastError();
-  TORCH_CHECK(err == cudaSuccess, "fps: CUDA launch failed: ", cudaGetErrorString(err));
+  g3::cuda::check_status(err, "fps: CUDA launch");
   return out;
 }
 

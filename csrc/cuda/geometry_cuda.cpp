@@ -1,6 +1,7 @@
 // CUDA glue of normals, fpfh and fpfh_variation: converts to double, allocates outputs and the
 // neighbour lists with torch, and runs csrc/cuda/geometry_kernel.cu on the current stream.
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/aminmax.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/nonzero.h>
 #include <ATen/ops/zeros.h>
@@ -16,14 +17,12 @@
 #include <tuple>
 
 #include "cuda/geometry_kernel.h"
+#include "cuda/torch_bridge.h"
+#include "op_checks.h"
 
 namespace {
 
 constexpr int64_t kBins = 33;
-
-void check_cuda(cudaError_t err, const char* what) {
-  TORCH_CHECK(err == cudaSuccess, what, " failed: ", cudaGetErrorString(err));
-}
 
 // Same strict-radius convention as the CPU path: keep d2 < radius^2.
 double hybrid_radius2(double radius) {
@@ -32,12 +31,15 @@ double hybrid_radius2(double radius) {
   return r2 > 0.0 ? std::nextafter(r2, 0.0) : 0.0;
 }
 
-at::Tensor as_double_points(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
-  TORCH_CHECK(t.dim() == 2 && t.size(1) == 3, name, " must have shape (N,3)");
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
-              " must be float32 or float64");
+at::Tensor as_double_points(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor");
+  g3::check_points3(t, op, name);
   return t.to(at::kDouble).contiguous();
+}
+
+void check_same_device(const at::Tensor& t, const at::Tensor& points, const char* name) {
+  TORCH_CHECK(t.device() == points.device(), name, " must be on ", points.device(), " like points, got ",
+              t.device());
 }
 
 void check_size(int64_t n) {
@@ -57,7 +59,7 @@ Lists neighbours(const at::Tensor& p, const int64_t* ids, int64_t m, int64_t max
   l.k = std::min(max_nn, n);
   l.idx = at::empty({m, l.k}, p.options().dtype(at::kInt));
   l.counts = at::empty({m}, p.options().dtype(at::kInt));
-  check_cuda(g3::cuda::hybrid_neighbours(p.data_ptr<double>(), n, ids, m, max_nn,
+  g3::cuda::check_status(g3::cuda::hybrid_neighbours(p.data_ptr<double>(), n, ids, m, max_nn,
                                          hybrid_radius2(radius), l.idx.data_ptr<int32_t>(),
                                          l.counts.data_ptr<int32_t>(), stream),
              "hybrid neighbour search");
@@ -67,14 +69,14 @@ Lists neighbours(const at::Tensor& p, const int64_t* ids, int64_t m, int64_t max
 at::Tensor normals_cuda(const at::Tensor& points, double radius, int64_t max_nn) {
   TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
   c10::cuda::CUDAGuard guard(points.device());
-  const at::Tensor p = as_double_points(points, "points");
+  const at::Tensor p = as_double_points(points, "normals", "points");
   const int64_t n = p.size(0);
   check_size(n);
   at::Tensor out = at::empty({n, 3}, p.options());
   if (n == 0) return out.to(points.scalar_type());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const Lists l = neighbours(p, nullptr, n, max_nn, radius, stream);
-  check_cuda(g3::cuda::normals_from_lists(p.data_ptr<double>(), n, l.idx.data_ptr<int32_t>(),
+  g3::cuda::check_status(g3::cuda::normals_from_lists(p.data_ptr<double>(), n, l.idx.data_ptr<int32_t>(),
                                           l.counts.data_ptr<int32_t>(), l.k,
                                           out.data_ptr<double>(), stream),
              "normals kernel");
@@ -85,15 +87,24 @@ at::Tensor fpfh_cuda(const at::Tensor& points, const at::Tensor& normals,
                      const std::optional<at::Tensor>& indices, double radius, int64_t max_nn) {
   TORCH_CHECK(max_nn >= 1, "max_nn must be >= 1");
   c10::cuda::CUDAGuard guard(points.device());
-  const at::Tensor p = as_double_points(points, "points");
-  const at::Tensor nr = as_double_points(normals, "normals");
+  const at::Tensor p = as_double_points(points, "fpfh", "points");
+  check_same_device(normals, points, "normals");
+  const at::Tensor nr = as_double_points(normals, "fpfh", "normals");
   const int64_t n = p.size(0);
   check_size(n);
   TORCH_CHECK(nr.size(0) == n, "normals must have as many rows as points");
   at::Tensor q;
   if (indices.has_value()) {
-    TORCH_CHECK(indices->dim() == 1 && indices->is_cuda(), "indices must be a 1-D CUDA tensor");
+    TORCH_CHECK(indices->dim() == 1, "indices must be 1-D");
+    check_same_device(*indices, points, "indices");
     q = indices->to(at::kLong).contiguous();
+    // The kernels gather points and mark flags through these indices: one sync to range-check.
+    if (q.numel() > 0) {
+      const auto [lo, hi] = at::aminmax(q);
+      const int64_t lo_v = lo.item<int64_t>(), hi_v = hi.item<int64_t>();
+      TORCH_CHECK(lo_v >= 0 && hi_v < n, "indices must lie in [0, ", n, "), got values in [", lo_v, ", ",
+                  hi_v, "]");
+    }
   }
   const int64_t nq = indices.has_value() ? q.size(0) : n;
   at::Tensor out = at::zeros({nq, kBins}, p.options());
@@ -113,7 +124,7 @@ at::Tensor fpfh_cuda(const at::Tensor& points, const at::Tensor& normals,
   Lists need_lists;
   if (indices.has_value()) {
     at::Tensor flags = at::zeros({n}, p.options().dtype(at::kByte));
-    check_cuda(g3::cuda::mark_neighbourhoods(qids, nq, ql.idx.data_ptr<int32_t>(),
+    g3::cuda::check_status(g3::cuda::mark_neighbourhoods(qids, nq, ql.idx.data_ptr<int32_t>(),
                                              ql.counts.data_ptr<int32_t>(), ql.k,
                                              flags.data_ptr<uint8_t>(), stream),
                "neighbourhood marking");
@@ -123,12 +134,12 @@ at::Tensor fpfh_cuda(const at::Tensor& points, const at::Tensor& normals,
     need_lists = neighbours(p, need_ids, nneed, max_nn, radius, stream);
     nl = &need_lists;
   }
-  check_cuda(g3::cuda::spfh_from_lists(pp, nr.data_ptr<double>(), need_ids, nneed,
+  g3::cuda::check_status(g3::cuda::spfh_from_lists(pp, nr.data_ptr<double>(), need_ids, nneed,
                                        nl->idx.data_ptr<int32_t>(), nl->counts.data_ptr<int32_t>(),
                                        nl->k, spfh_counts.data_ptr<int32_t>(),
                                        spfh_incr.data_ptr<double>(), stream),
              "SPFH kernel");
-  check_cuda(g3::cuda::fpfh_from_lists(pp, qids, nq, ql.idx.data_ptr<int32_t>(),
+  g3::cuda::check_status(g3::cuda::fpfh_from_lists(pp, qids, nq, ql.idx.data_ptr<int32_t>(),
                                        ql.counts.data_ptr<int32_t>(), ql.k,
                                        spfh_counts.data_ptr<int32_t>(),
                                        spfh_incr.data_ptr<double>(), out.data_ptr<double>(), stream),
@@ -139,10 +150,11 @@ at::Tensor fpfh_cuda(const at::Tensor& points, const at::Tensor& normals,
 at::Tensor fpfh_variation_cuda(const at::Tensor& points, const at::Tensor& features, int64_t k) {
   TORCH_CHECK(k >= 1, "k must be >= 1");
   c10::cuda::CUDAGuard guard(points.device());
-  const at::Tensor p = as_double_points(points, "points");
+  const at::Tensor p = as_double_points(points, "fpfh_variation", "points");
   const int64_t n = p.size(0);
-  TORCH_CHECK(features.is_cuda() && features.dim() == 2 && features.size(0) == n,
-              "features must be a CUDA tensor of shape (N,F) with N = points rows");
+  check_same_device(features, points, "features");
+  TORCH_CHECK(features.dim() == 2 && features.size(0) == n, "features must have shape (N,F) with N = points rows");
+  g3::check_finite(features, "fpfh_variation", "features");
   TORCH_CHECK(features.scalar_type() == at::kFloat || features.scalar_type() == at::kDouble,
               "features must be float32 or float64");
   const at::Tensor f = features.contiguous();
@@ -158,7 +170,7 @@ at::Tensor fpfh_variation_cuda(const at::Tensor& points, const at::Tensor& featu
     err = g3::cuda::fpfh_variation_launch<double>(p.data_ptr<double>(), n, f.data_ptr<double>(),
                                                   f.size(1), kk, out.data_ptr<double>(), stream);
   }
-  check_cuda(err, "fpfh_variation kernel");
+  g3::cuda::check_status(err, "fpfh_variation kernel");
   return out.to(f.scalar_type());
 }
 

@@ -9,6 +9,7 @@
 #include "common/geometry_math.h"
 #include "cuda/geometry_kernel.h"
 #include "cuda/knn_launch.h"
+#include "cuda/torch_bridge.h"
 
 namespace g3 {
 namespace cuda {
@@ -140,12 +141,10 @@ struct Temp {
   double* d2 = nullptr;
   int64_t* idx = nullptr;
   double* q = nullptr;
-  cudaStream_t stream;
-  explicit Temp(cudaStream_t s) : stream(s) {}
   ~Temp() {
-    if (d2) cudaFreeAsync(d2, stream);
-    if (idx) cudaFreeAsync(idx, stream);
-    if (q) cudaFreeAsync(q, stream);
+    temp_free(d2);
+    temp_free(idx);
+    temp_free(q);
   }
 };
 
@@ -157,11 +156,11 @@ cudaError_t hybrid_neighbours(const double* points, int64_t n, const int64_t* id
   if (m == 0 || n == 0) return cudaSuccess;
   const int64_t k = std::min(max_nn, n);
   const int64_t chunk = std::max<int64_t>(1, std::min(m, kTempBudget / (16 * k)));
-  Temp tmp(stream);
-  cudaError_t err = cudaMallocAsync(reinterpret_cast<void**>(&tmp.d2), chunk * k * sizeof(double), stream);
-  if (err == cudaSuccess) err = cudaMallocAsync(reinterpret_cast<void**>(&tmp.idx), chunk * k * sizeof(int64_t), stream);
+  Temp tmp;
+  cudaError_t err = temp_alloc(&tmp.d2, chunk * k * sizeof(double), stream);
+  if (err == cudaSuccess) err = temp_alloc(&tmp.idx, chunk * k * sizeof(int64_t), stream);
   if (err == cudaSuccess && ids)
-    err = cudaMallocAsync(reinterpret_cast<void**>(&tmp.q), chunk * 3 * sizeof(double), stream);
+    err = temp_alloc(&tmp.q, chunk * 3 * sizeof(double), stream);
   for (int64_t start = 0; err == cudaSuccess && start < m; start += chunk) {
     const int64_t c = std::min(chunk, m - start);
     const double* q = points + 3 * start;
@@ -220,9 +219,9 @@ cudaError_t fpfh_variation_launch(const double* points, int64_t n, const F* feat
   if (n <= 1 || k < 1) return cudaSuccess;
   const int64_t kq = std::min(k + 1, n);
   const int64_t chunk = std::max<int64_t>(1, std::min(n, kTempBudget / (16 * kq)));
-  Temp tmp(stream);
-  cudaError_t err = cudaMallocAsync(reinterpret_cast<void**>(&tmp.d2), chunk * kq * sizeof(double), stream);
-  if (err == cudaSuccess) err = cudaMallocAsync(reinterpret_cast<void**>(&tmp.idx), chunk * kq * sizeof(int64_t), stream);
+  Temp tmp;
+  cudaError_t err = temp_alloc(&tmp.d2, chunk * kq * sizeof(double), stream);
+  if (err == cudaSuccess) err = temp_alloc(&tmp.idx, chunk * kq * sizeof(int64_t), stream);
   for (int64_t start = 0; err == cudaSuccess && start < n; start += chunk) {
     const int64_t c = std::min(chunk, n - start);
     err = knn_launch<double>(points + 3 * start, c, points, n, kq, tmp.d2, tmp.idx, stream);

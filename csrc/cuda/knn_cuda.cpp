@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "cuda/knn_launch.h"
+#include "cuda/torch_bridge.h"
 #include "op_checks.h"
 
 namespace {
@@ -43,7 +44,7 @@ std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& query, const at::T
       if (nq > 0) {
         const cudaError_t err = g3::cuda::knn_launch<scalar_t>(qp + b * M * 3, nq, pp + b * N * 3, np, k,
                                                                dp + b * M * k, ip + b * M * k, stream);
-        TORCH_CHECK(err == cudaSuccess, "knn (CUDA) failed: ", cudaGetErrorString(err));
+        g3::cuda::check_status(err, "knn (CUDA)");
       }
       if (nq < M) {
         dist.select(0, b).narrow(0, nq, M - nq).fill_(std::numeric_limits<scalar_t>::infinity());

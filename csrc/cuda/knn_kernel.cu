@@ -15,17 +15,19 @@
 //
 // Pruning and stopping are exact, not approximately right: the bounds are evaluated in double
 // with a margin that covers the binning's rounding and shrunk by a relative 1e-5, which is more
-// than the rounding of a float distance, so a point whose computed distance could tie or beat
-// the k-th is always visited. Candidate order uses g3::better_min on sq_dist3 values, the same
+// than the rounding of a float distance, and by a few subnormals for distances that underflow,
+// so a point whose computed distance could tie or beat the k-th is always visited. Candidate order uses g3::better_min on sq_dist3 values, the same
 // comparison as the CPU KnnIndex, so both backends return the same bits.
 #include <cub/cub.cuh>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "common/g3_macros.h"
 #include "cuda/knn_launch.h"
+#include "cuda/torch_bridge.h"
 
 namespace g3 {
 namespace cuda {
@@ -34,6 +36,10 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int64_t kMaxThreadK = 256;
 constexpr double kBoundShrink = 1.0 - 1e-5;
+// Absolute slack of the bounds: a T distance that underflows to 0 or a subnormal must not lose
+// a tie to a bound a hair above it (float32 coordinates ~1e-30 apart otherwise pick idx 7 over 0).
+template <typename T>
+constexpr double kBoundSlack = 4.0 * double(std::numeric_limits<T>::denorm_min());
 constexpr size_t kBruteChunkBytes = size_t(512) << 20;
 
 #define G3_TRY(expr)                       \
@@ -169,7 +175,7 @@ __device__ __forceinline__ double block_bound(const Grid<T>& g, const double q[3
     else if (q[a] > bhi) gap = q[a] - bhi;
     s += gap * gap;
   }
-  return s * kBoundShrink;
+  return s * kBoundShrink - kBoundSlack<T>;
 }
 
 template <typename T, int CAP>
@@ -231,7 +237,7 @@ __global__ void __launch_bounds__(kThreads) grid_knn_kernel(Grid<T> g, const T* 
     if (whole) break;
     if (cand.cnt == k) {
       gmin = gmin > 0 ? gmin : 0;
-      if (gmin * gmin * kBoundShrink > double(cand.d[k - 1])) break;
+      if (gmin * gmin * kBoundShrink - kBoundSlack<T> > double(cand.d[k - 1])) break;
     }
   }
   T* od = out_d + qi * int64_t(k);
@@ -286,14 +292,14 @@ cudaError_t brute_force_knn(const T* query, int64_t m, const T* points, int64_t 
   size_t temp_bytes = 0;
   cudaError_t err = cudaSuccess;
   auto run = [&]() -> cudaError_t {
-    G3_TRY(cudaMallocAsync(&keys, items * sizeof(T), stream));
-    G3_TRY(cudaMallocAsync(&keys_out, items * sizeof(T), stream));
-    G3_TRY(cudaMallocAsync(&vals, items * sizeof(int64_t), stream));
-    G3_TRY(cudaMallocAsync(&vals_out, items * sizeof(int64_t), stream));
-    G3_TRY(cudaMallocAsync(&off, size_t(rows_max + 1) * sizeof(int64_t), stream));
+    G3_TRY(temp_alloc(&keys, items * sizeof(T), stream));
+    G3_TRY(temp_alloc(&keys_out, items * sizeof(T), stream));
+    G3_TRY(temp_alloc(&vals, items * sizeof(int64_t), stream));
+    G3_TRY(temp_alloc(&vals_out, items * sizeof(int64_t), stream));
+    G3_TRY(temp_alloc(&off, size_t(rows_max + 1) * sizeof(int64_t), stream));
     G3_TRY(cub::DeviceSegmentedSort::StableSortPairs(nullptr, temp_bytes, keys, keys_out, vals, vals_out,
                                                      int64_t(items), rows_max, off, off + 1, stream));
-    G3_TRY(cudaMallocAsync(&temp, temp_bytes, stream));
+    G3_TRY(temp_alloc(&temp, temp_bytes, stream));
     for (int64_t q0 = 0; q0 < m; q0 += rows_max) {
       const int64_t rows = std::min(rows_max, m - q0);
       all_distances_kernel<T><<<blocks_for(rows * n), kThreads, 0, stream>>>(query, q0, rows, points, n, keys, vals);
@@ -310,11 +316,7 @@ cudaError_t brute_force_knn(const T* query, int64_t m, const T* points, int64_t 
     return cudaSuccess;
   };
   err = run();
-  for (void* ptr : {(void*)keys, (void*)keys_out, (void*)vals, (void*)vals_out, (void*)off, temp})
-    if (ptr) {
-      const cudaError_t e = cudaFreeAsync(ptr, stream);
-      if (err == cudaSuccess) err = e;
-    }
+  for (void* ptr : {(void*)keys, (void*)keys_out, (void*)vals, (void*)vals_out, (void*)off, temp}) temp_free(ptr);
   return err;
 }
 
@@ -333,14 +335,14 @@ cudaError_t grid_knn(const T* query, int64_t m, const T* points, int64_t n, int6
   // Bounding box: per-block partials, reduced on the host (one small copy).
   const int parts = int(std::min<int64_t>(256, std::max<int64_t>(1, (n + kThreads - 1) / kThreads)));
   T* partial = nullptr;
-  G3_TRY(cudaMallocAsync(&partial, size_t(parts) * 6 * sizeof(T), stream));
+  G3_TRY(temp_alloc(&partial, size_t(parts) * 6 * sizeof(T), stream));
   bbox_partial_kernel<T><<<parts, kThreads, 0, stream>>>(points, n, partial);
   cudaError_t err = cudaGetLastError();
   T host_partial[256 * 6];
   if (err == cudaSuccess)
     err = cudaMemcpyAsync(host_partial, partial, size_t(parts) * 6 * sizeof(T), cudaMemcpyDeviceToHost, stream);
   if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
-  cudaFreeAsync(partial, stream);
+  temp_free(partial);
   if (err != cudaSuccess) return err;
   double lo[3], hi[3];
   for (int a = 0; a < 3; ++a) {
@@ -360,14 +362,21 @@ cudaError_t grid_knn(const T* query, int64_t m, const T* points, int64_t n, int6
     emax = std::max(emax, ext[a]);
     amax = std::max(amax, std::max(std::fabs(lo[a]), std::fabs(hi[a])));
   }
+  // Finite coordinates whose extent overflows a double leave no grid to build: brute force.
+  if (!std::isfinite(emax) || !std::isfinite(amax)) {
+    return brute_force_knn(query, m, points, n, k, d2, idx, stream);
+  }
   Grid<T> g;
   const int64_t max_cells = std::min<int64_t>(2 * n + 64, int64_t(1) << 31);
   if (emax <= 0) {
     g.h = 1.0;
   } else {
-    double vol = 1;
-    for (int a = 0; a < 3; ++a) vol *= std::max(ext[a], emax / 1024);
-    g.h = std::cbrt(vol / double(2 * n));
+    // Relative volume (axes over emax): no underflow for clouds of tiny extent.
+    double rel = 1;
+    for (int a = 0; a < 3; ++a) rel *= std::max(ext[a] / emax, 1.0 / 1024);
+    g.h = emax * std::cbrt(rel / double(2 * n));
+    // A subnormal extent can still round h or 1/h out of range: one cell then.
+    if (!(g.h > 0) || !std::isfinite(1.0 / g.h)) g.h = std::isfinite(1.0 / emax) ? emax : 1.0;
   }
   for (;;) {
     double cells = 1;
@@ -391,22 +400,22 @@ cudaError_t grid_knn(const T* query, int64_t m, const T* points, int64_t n, int6
   T* spts = nullptr;
   void* temp = nullptr;
   auto run = [&]() -> cudaError_t {
-    G3_TRY(cudaMallocAsync(&keys, size_t(n) * sizeof(uint32_t), stream));
-    G3_TRY(cudaMallocAsync(&keys_sorted, size_t(n) * sizeof(uint32_t), stream));
-    G3_TRY(cudaMallocAsync(&vals, size_t(n) * sizeof(int64_t), stream));
-    G3_TRY(cudaMallocAsync(&sidx, size_t(n) * sizeof(int64_t), stream));
-    G3_TRY(cudaMallocAsync(&spts, size_t(n) * 3 * sizeof(T), stream));
-    G3_TRY(cudaMallocAsync(&start, size_t(g.cells + 1) * sizeof(int64_t), stream));
-    G3_TRY(cudaMallocAsync(&qkeys, size_t(m) * sizeof(uint32_t), stream));
-    G3_TRY(cudaMallocAsync(&qkeys_sorted, size_t(m) * sizeof(uint32_t), stream));
-    G3_TRY(cudaMallocAsync(&qvals, size_t(m) * sizeof(int64_t), stream));
-    G3_TRY(cudaMallocAsync(&order, size_t(m) * sizeof(int64_t), stream));
+    G3_TRY(temp_alloc(&keys, size_t(n) * sizeof(uint32_t), stream));
+    G3_TRY(temp_alloc(&keys_sorted, size_t(n) * sizeof(uint32_t), stream));
+    G3_TRY(temp_alloc(&vals, size_t(n) * sizeof(int64_t), stream));
+    G3_TRY(temp_alloc(&sidx, size_t(n) * sizeof(int64_t), stream));
+    G3_TRY(temp_alloc(&spts, size_t(n) * 3 * sizeof(T), stream));
+    G3_TRY(temp_alloc(&start, size_t(g.cells + 1) * sizeof(int64_t), stream));
+    G3_TRY(temp_alloc(&qkeys, size_t(m) * sizeof(uint32_t), stream));
+    G3_TRY(temp_alloc(&qkeys_sorted, size_t(m) * sizeof(uint32_t), stream));
+    G3_TRY(temp_alloc(&qvals, size_t(m) * sizeof(int64_t), stream));
+    G3_TRY(temp_alloc(&order, size_t(m) * sizeof(int64_t), stream));
     size_t bytes_p = 0, bytes_q = 0;
     G3_TRY(cub::DeviceRadixSort::SortPairs(nullptr, bytes_p, keys, keys_sorted, vals, sidx, n, 0, end_bit, stream));
     G3_TRY(cub::DeviceRadixSort::SortPairs(nullptr, bytes_q, qkeys, qkeys_sorted, qvals, order, m, 0, end_bit,
                                            stream));
     const size_t temp_bytes = std::max(bytes_p, bytes_q);
-    G3_TRY(cudaMallocAsync(&temp, temp_bytes, stream));
+    G3_TRY(temp_alloc(&temp, temp_bytes, stream));
 
     point_keys_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(g, points, n, keys, vals);
     G3_TRY(cudaGetLastError());
@@ -434,10 +443,7 @@ cudaError_t grid_knn(const T* query, int64_t m, const T* points, int64_t n, int6
   err = run();
   for (void* ptr : {(void*)keys, (void*)keys_sorted, (void*)vals, (void*)sidx, (void*)spts, (void*)start,
                     (void*)qkeys, (void*)qkeys_sorted, (void*)qvals, (void*)order, temp})
-    if (ptr) {
-      const cudaError_t e = cudaFreeAsync(ptr, stream);
-      if (err == cudaSuccess) err = e;
-    }
+    temp_free(ptr);
   return err;
 }
 

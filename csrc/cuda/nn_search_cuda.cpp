@@ -16,6 +16,8 @@
 
 #include "common/nn_search_bounds.h"
 #include "cuda/nn_search_launch.h"
+#include "cuda/torch_bridge.h"
+#include "op_checks.h"
 
 namespace {
 
@@ -49,13 +51,7 @@ void brute_force_rows(const at::Tensor& queries, const at::Tensor& bank, int64_t
 
 std::tuple<at::Tensor, at::Tensor> nn_search_cuda(const at::Tensor& queries, const at::Tensor& bank,
                                                   int64_t k) {
-  TORCH_CHECK(queries.dim() == 2 && bank.dim() == 2, "nn_search: queries (Q,D) and bank (B,D) expected");
-  TORCH_CHECK(queries.size(1) == bank.size(1), "nn_search: queries and bank differ in D");
-  TORCH_CHECK(queries.scalar_type() == bank.scalar_type(), "nn_search: queries and bank differ in dtype");
-  TORCH_CHECK(queries.device() == bank.device(), "nn_search: queries and bank on different devices");
-  TORCH_CHECK(bank.size(0) >= 1, "nn_search: empty bank");
-  TORCH_CHECK(k >= 1 && k <= bank.size(0), "nn_search: need 1 <= k <= B");
-  TORCH_CHECK(queries.size(1) >= 1, "nn_search: D must be >= 1");
+  g3::check_nn_search_args(queries, bank, k);
   const c10::cuda::CUDAGuard guard(queries.device());
   const int64_t n_query = queries.size(0), n_bank = bank.size(0), dims = queries.size(1);
   at::Tensor dist = at::empty({n_query, k}, queries.options().dtype(at::kFloat));
@@ -75,7 +71,7 @@ std::tuple<at::Tensor, at::Tensor> nn_search_cuda(const at::Tensor& queries, con
         dtype, q.data_ptr(), b.data_ptr(), n_query, n_bank, dims, k, m,
         cand_idx.data_ptr<int64_t>(), cand_worst.data_ptr<float>(), dist.data_ptr<float>(),
         idx.data_ptr<int64_t>(), failed.data_ptr<uint8_t>(), c10::cuda::getCurrentCUDAStream());
-    TORCH_CHECK(err == cudaSuccess, "nn_search CUDA kernel failed: ", cudaGetErrorString(err));
+    g3::cuda::check_status(err, "nn_search CUDA kernel");
     pending = at::nonzero(failed).view({-1});
   } else {
     pending = at::arange(n_query, idx.options());

@@ -197,12 +197,16 @@ nn_rerank_kernel(const T* __restrict__ queries, const T* __restrict__ bank, int6
   if (gq >= q_rows) return;  // whole warp: no block-level barrier below
   const T* q = queries + gq * dims;
 
+  // A slot the candidate pass never filled (every distance NaN) holds kNoIndex: no bank row to
+  // read. Warp-uniform (every lane reads the same j); the row is then left to the fallback.
+  bool unfilled = false;
   for (int c = 0; c < m; ++c) {
     const int64_t j = cand_idx[gq * m + c];
-    const T* b = bank + j * dims;
-    double s = 0.0;
-    for (int64_t d = lane; d < dims; d += 32) {
-      const double diff = to_double(q[d]) - to_double(b[d]);
+    const bool valid = j >= 0 && j < bank_rows;
+    unfilled |= !valid;
+    double s = valid ? 0.0 : INFINITY;
+    for (int64_t d = lane; valid && d < dims; d += 32) {
+      const double diff = to_double(q[d]) - to_double(bank[j * dims + d]);
       s += diff * diff;
     }
     for (int off = 16; off > 0; off >>= 1) s += __shfl_down_sync(kFull, s, off);
@@ -227,8 +231,8 @@ nn_rerank_kernel(const T* __restrict__ queries, const T* __restrict__ bank, int6
       si[warp][p + 1] = vi;
     }
     const float worst = cand_worst[gq];
-    const bool ok = m == bank_rows ||
-                    (isfinite(worst) && direct_d2_lower_bound(worst, dims) > sd[warp][k - 1]);
+    const bool ok = !unfilled && (m == bank_rows ||
+                                  (isfinite(worst) && direct_d2_lower_bound(worst, dims) > sd[warp][k - 1]));
     failed[gq] = ok ? 0 : 1;
   }
   __syncwarp();
