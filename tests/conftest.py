@@ -27,6 +27,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: large inputs (run in CI; deselect with -m 'not slow')")
     config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped where there is none)")
+    config.addinivalue_line("markers", "cuda_emu: CUDA kernels run on the CPU emulation (tools/cuda_emu; "
+                                       "needs g++ with libasan, no GPU)")
 
 
 def pytest_collection_modifyitems(config, items):
