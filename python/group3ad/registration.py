@@ -220,7 +220,10 @@ class TemplateRegistrar:
         if len(src.points) >= cfg.ransac_n and len(tgt.points) >= cfg.ransac_n:
             criteria = ((cfg.restart_max_iteration, cfg.restart_confidence) if restart
                         else (cfg.max_iteration, cfg.confidence))
-            with _one_open3d_thread(o3d):
+            # Open3D warns "Too few correspondences after mutual filter" on most scans and
+            # then uses them all, as intended; failures show in the fitness checked below.
+            quiet = o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error)
+            with _one_open3d_thread(o3d), quiet:
                 o3d.utility.random.seed(seed)
                 result = reg.registration_ransac_based_on_feature_matching(
                     src.pcd, tgt.pcd, src.feature, tgt.feature, cfg.mutual_filter,
