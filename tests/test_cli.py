@@ -169,7 +169,12 @@ def test_evaluate_writes_json_markdown_and_figures(tmp_path, capsys, tiny_config
         assert auroc == pytest.approx(method["categories"]["blob"]["O-AUROC"])
         assert all(o["branches"] and all(np.isfinite(list(o["branches"].values()))) for o in objects)
     assert set(rep["methods"]["Group3AD"]["objects"]["blob"][0]["branches"]) == {"coord", "feature"}
-    assert (out_dir / "results.md").exists()
+    for method in rep["methods"].values():  # every fusion of the same branch scores
+        by = method["by_fusion"]
+        assert set(by) == {"testset", "rank", "train"}
+        assert by["testset"]["categories"] == method["categories"] and by["testset"]["mean"] == method["mean"]
+        assert all(0.0 <= by[f]["mean"]["P-AUROC"] <= 1.0 for f in by)
+    assert "testset O-AUROC | testset P-AUROC | train O-AUROC" in (out_dir / "results.md").read_text()
     assert (out_dir / "roc_blob.png").stat().st_size > 1000
     assert (out_dir / "scored_blob.png").stat().st_size > 1000
 

@@ -17,7 +17,7 @@ from .errors import UserError
 from .validation import check_fields, int_at_least, positive, positive_int
 
 REGISTRATION_UNITS = ("mm", "spacing")
-FUSIONS = ("testset", "train")
+FUSIONS = ("testset", "train", "rank")
 INTERPOLATIONS = ("nearest", "idw")
 PRECISIONS = ("fp32", "bf16")
 

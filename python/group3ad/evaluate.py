@@ -18,9 +18,9 @@ import time
 import numpy as np
 
 from .baselines import FPFHMethod
-from .config import Group3ADConfig
+from .config import FUSIONS, Group3ADConfig
 from .errors import UserError
-from .fusion import fuse_testset, fuse_train
+from .fusion import fuse
 from .metrics import category_metrics, markdown_tables, mean_metrics
 from .pipeline import Group3AD, centred, points_of
 from .progress import progress
@@ -110,9 +110,11 @@ def evaluate(root: str, config: Group3ADConfig, methods=DEFAULT_METHODS, categor
 
     Returns {"config", "fusion", "methods": {name: {"categories": {cat: metrics}, "mean":
     metrics, "seconds": float, "objects": {cat: [{"name", "anomalous", "score", "branches"},
-    ...]}}}}, the last being every test cloud's fused object score and each branch's raw one
-    (e.g. {"coord": .., "feature": ..}), to see which clouds rank where and why; with
-    ``out_dir`` also writes JSON, Markdown and PNGs."""
+    ...]}, "by_fusion": {fusion: {"categories", "mean"}}}}}: "objects" holds every test cloud's
+    fused object score and each branch's raw one (e.g. {"coord": .., "feature": ..}), to see
+    which clouds rank where and why; "by_fusion" the metrics of the same branch scores under
+    each of config.FUSIONS (``fusion``'s equal "categories"/"mean"). With ``out_dir`` also
+    writes JSON, Markdown and PNGs."""
     from .data import DataError, open_dataset
 
     fusion = fusion or config.fusion
@@ -128,7 +130,8 @@ def evaluate(root: str, config: Group3ADConfig, methods=DEFAULT_METHODS, categor
     bad = [c for c in cats if c not in available]
     if bad:
         raise UserError(f"unknown category {bad[0]!r} in {root}; categories there: {', '.join(available)}")
-    results = {m: {"categories": {}, "seconds": 0.0, "objects": {}} for m in methods}
+    results = {m: {"categories": {}, "seconds": 0.0, "objects": {},
+                   "by_fusion": {f: {"categories": {}} for f in FUSIONS}} for m in methods}
     curves = {}
     for cat in progress(cats, "categories", show_progress):
         train, test = ds.train(cat), ds.test(cat)
@@ -152,13 +155,16 @@ def evaluate(root: str, config: Group3ADConfig, methods=DEFAULT_METHODS, categor
                 if isinstance(method, Group3AD) and method.config.registration.enabled:
                     registered = ws.registered(("test", s.name), centred(points_of(c.points)), method.registrar)
                 branches.append(method.score_branches(c.points, registered=registered))
-            if fusion == "testset":
-                pts, obj = fuse_testset(branches)
-            else:
-                fused = [fuse_train(b, method.stats) for b in branches]
-                pts, obj = [f[0] for f in fused], np.array([f[1] for f in fused])
+            pts, obj = fuse(fusion, branches, method.stats)
             results[name]["seconds"] += time.perf_counter() - t0
             results[name]["categories"][cat] = category_metrics(obj_labels, obj, point_labels, pts)
+            for other in FUSIONS:  # the same branch scores under every fusion, for comparison
+                if other == fusion:
+                    m = results[name]["categories"][cat]
+                else:
+                    other_pts, other_obj = fuse(other, branches, method.stats)
+                    m = category_metrics(obj_labels, other_obj, point_labels, other_pts)
+                results[name]["by_fusion"][other]["categories"][cat] = m
             results[name]["objects"][cat] = [
                 {"name": s.name, "anomalous": bool(label), "score": float(score),
                  "branches": {b: float(v[1]) for b, v in sorted(sample.items())}}
@@ -176,11 +182,29 @@ def evaluate(root: str, config: Group3ADConfig, methods=DEFAULT_METHODS, categor
         curves[cat] = None  # point scores of a category are not needed past its figures
     for name in methods:
         results[name]["mean"] = mean_metrics(results[name]["categories"])
+        for f in FUSIONS:
+            by = results[name]["by_fusion"][f]
+            by["mean"] = mean_metrics(by["categories"])
     report = {"config": config.to_dict(), "fusion": fusion, "data": os.path.abspath(root),
               "methods": results}
     if out_dir:
         write_report(report, out_dir, data_name)
     return report
+
+
+def fusion_table(methods: dict) -> str:
+    """Mean O-AUROC / P-AUROC of each method under each fusion (Markdown)."""
+    head = "| Method | " + " | ".join(f"{f} O-AUROC | {f} P-AUROC" for f in FUSIONS) + " |"
+    rows = [head, "|---" * (1 + 2 * len(FUSIONS)) + "|"]
+    for name, res in methods.items():
+        cells = []
+        for f in FUSIONS:
+            mean = res.get("by_fusion", {}).get(f, {}).get("mean", {})
+            cells += [f"{mean[k]:.3f}" if k in mean else "-" for k in ("O-AUROC", "P-AUROC")]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return ("### The same branch scores under each fusion (means over categories)\n\n"
+            "testset: Reg3D-AD's min-max over the test set; rank: ranks over the test set; "
+            "train: single-cloud, normalised by training statistics.\n\n" + "\n".join(rows) + "\n")
 
 
 def write_report(report: dict, out_dir: str, data_name: str = "Real3D-AD") -> tuple[str, str]:
@@ -191,4 +215,5 @@ def write_report(report: dict, out_dir: str, data_name: str = "Real3D-AD") -> tu
     with open(mpath, "w") as f:
         f.write(f"# Results on {data_name} ({report['fusion']} fusion)\n\n")
         f.write(markdown_tables(report["methods"], data_name))
+        f.write("\n" + fusion_table(report["methods"]))
     return jpath, mpath

@@ -9,14 +9,17 @@ HELP = "fit and evaluate Group3AD, its ablations and baselines; print the paper'
 
 
 def add_arguments(p) -> None:
+    from ..config import FUSIONS
     from ..evaluate import DEFAULT_METHODS
 
     p.add_argument("--data", required=True, metavar="ROOT", help="dataset root (Real3D-AD layout)")
     p.add_argument("--category", nargs="*", metavar="CAT", help="categories (default: all)")
     p.add_argument("--methods", nargs="*", metavar="NAME", default=list(DEFAULT_METHODS),
                    help="methods to run (default: all): " + ", ".join(DEFAULT_METHODS))
-    p.add_argument("--fusion", choices=("testset", "train"),
-                   help="branch fusion: Reg3D-AD's over the test set (default) or single-cloud")
+    p.add_argument("--fusion", choices=FUSIONS,
+                   help="branch fusion of the tables: Reg3D-AD's min-max over the test set "
+                        "(testset, default), ranks over the test set (rank) or single-cloud (train); "
+                        "results.json and results.md compare all three")
     p.add_argument("--out", metavar="DIR", default="runs/evaluate",
                    help="where results.json, results.md and PNG figures go (default runs/evaluate)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
