@@ -174,9 +174,9 @@ struct KnnIndex<T>::Impl {
   uint64_t morton(T x, T y, T z) const {
     const double maxc = double((1u << bits) - 1);
     auto cell = [&](T v, int a) {
-      double c = (double(v) - double(origin[a])) * scale;
-      c = c < 0 ? 0 : (c > maxc ? maxc : c);
-      return uint64_t(c);
+      const double c = (double(v) - double(origin[a])) * scale;
+      // NaN (0 x inf from an overflowing difference) lands in cell 0: a cast would be UB.
+      return c > 0 ? uint64_t(c < maxc ? c : maxc) : uint64_t(0);
     };
     return spread_bits3(cell(x, 0)) | (spread_bits3(cell(y, 1)) << 1) | (spread_bits3(cell(z, 2)) << 2);
   }
@@ -216,6 +216,9 @@ struct KnnIndex<T>::Impl {
     // manifold) and no more: every 11 bits cost a radix pass. Equal codes are still split.
     bits = std::min(kMaxMortonBitsPerAxis, std::max(8, (bits_for(n) + 1) / 2 + 3));
     scale = extent > 0 ? double((1u << bits) - 1) / extent : 0.0;
+    // A subnormal extent makes the scale infinite: one Morton cell then (the tree still
+    // splits equal codes by count, so the index stays exact, only unordered).
+    if (!std::isfinite(scale)) scale = 0.0;
 
     int index_bits = 0;
     std::vector<uint64_t> keys = sorted_morton(p, n, index_bits);
