@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from group3ad.fusion import BranchStats, average_ranks, fuse, fuse_testset, fuse_testset_rank, fuse_train
+from group3ad.fusion import BranchStats, fuse, fuse_testset, fuse_testset_rank, fuse_train
 from group3ad.metrics import METRICS, category_metrics, markdown_table, markdown_tables, mean_metrics
 
 
@@ -77,14 +77,17 @@ def test_train_fusion_is_affine_per_branch_and_single_cloud():
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_average_ranks_match_scipy(seed):
+def test_rank_fusion_of_one_branch_is_scipys_average_rank(seed):
     from scipy.stats import rankdata
 
     g = np.random.default_rng(seed)
     x = g.integers(0, 6, 40).astype(float)  # many ties
     x[::7] = g.random(6)
-    np.testing.assert_allclose(average_ranks(x), (rankdata(x) - 1) / 39)
-    assert average_ranks(np.array([3.0])).tolist() == [0.0] and average_ranks(np.array([])).size == 0
+    pts, obj = fuse_testset_rank([{"x": (np.array([v]), v)} for v in x])
+    np.testing.assert_allclose(obj, (rankdata(x) - 1) / 39)
+    np.testing.assert_allclose(np.concatenate(pts), (rankdata(x) - 1) / 39)
+    assert fuse_testset_rank([{"x": (np.array([3.0]), 3.0)}])[1].tolist() == [0.0]
+    assert fuse_testset_rank([])[1].size == 0
 
 
 def test_rank_fusion_is_the_mean_of_branch_ranks_over_the_test_set():

@@ -24,6 +24,8 @@ namespace {
 
 constexpr int64_t kBins = 33;
 
+using g3::cuda::check_status;
+
 // Same strict-radius convention as the CPU path: keep d2 < radius^2.
 double hybrid_radius2(double radius) {
   if (!(radius > 0.0)) return -1.0;
@@ -59,10 +61,10 @@ Lists neighbours(const at::Tensor& p, const int64_t* ids, int64_t m, int64_t max
   l.k = std::min(max_nn, n);
   l.idx = at::empty({m, l.k}, p.options().dtype(at::kInt));
   l.counts = at::empty({m}, p.options().dtype(at::kInt));
-  g3::cuda::check_status(g3::cuda::hybrid_neighbours(p.data_ptr<double>(), n, ids, m, max_nn,
-                                         hybrid_radius2(radius), l.idx.data_ptr<int32_t>(),
-                                         l.counts.data_ptr<int32_t>(), stream),
-             "hybrid neighbour search");
+  check_status(g3::cuda::hybrid_neighbours(p.data_ptr<double>(), n, ids, m, max_nn,
+                                           hybrid_radius2(radius), l.idx.data_ptr<int32_t>(),
+                                           l.counts.data_ptr<int32_t>(), stream),
+               "hybrid neighbour search");
   return l;
 }
 
@@ -76,10 +78,10 @@ at::Tensor normals_cuda(const at::Tensor& points, double radius, int64_t max_nn)
   if (n == 0) return out.to(points.scalar_type());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const Lists l = neighbours(p, nullptr, n, max_nn, radius, stream);
-  g3::cuda::check_status(g3::cuda::normals_from_lists(p.data_ptr<double>(), n, l.idx.data_ptr<int32_t>(),
-                                          l.counts.data_ptr<int32_t>(), l.k,
-                                          out.data_ptr<double>(), stream),
-             "normals kernel");
+  check_status(g3::cuda::normals_from_lists(p.data_ptr<double>(), n, l.idx.data_ptr<int32_t>(),
+                                            l.counts.data_ptr<int32_t>(), l.k,
+                                            out.data_ptr<double>(), stream),
+               "normals kernel");
   return out.to(points.scalar_type());
 }
 
@@ -124,39 +126,33 @@ at::Tensor fpfh_cuda(const at::Tensor& points, const at::Tensor& normals,
   Lists need_lists;
   if (indices.has_value()) {
     at::Tensor flags = at::zeros({n}, p.options().dtype(at::kByte));
-    g3::cuda::check_status(g3::cuda::mark_neighbourhoods(qids, nq, ql.idx.data_ptr<int32_t>(),
-                                             ql.counts.data_ptr<int32_t>(), ql.k,
-                                             flags.data_ptr<uint8_t>(), stream),
-               "neighbourhood marking");
+    check_status(g3::cuda::mark_neighbourhoods(qids, nq, ql.idx.data_ptr<int32_t>(),
+                                               ql.counts.data_ptr<int32_t>(), ql.k,
+                                               flags.data_ptr<uint8_t>(), stream),
+                 "neighbourhood marking");
     need = at::nonzero(flags).reshape({-1}).contiguous();
     need_ids = need.data_ptr<int64_t>();
     nneed = need.size(0);
     need_lists = neighbours(p, need_ids, nneed, max_nn, radius, stream);
     nl = &need_lists;
   }
-  g3::cuda::check_status(g3::cuda::spfh_from_lists(pp, nr.data_ptr<double>(), need_ids, nneed,
-                                       nl->idx.data_ptr<int32_t>(), nl->counts.data_ptr<int32_t>(),
-                                       nl->k, spfh_counts.data_ptr<int32_t>(),
-                                       spfh_incr.data_ptr<double>(), stream),
-             "SPFH kernel");
-  g3::cuda::check_status(g3::cuda::fpfh_from_lists(pp, qids, nq, ql.idx.data_ptr<int32_t>(),
-                                       ql.counts.data_ptr<int32_t>(), ql.k,
-                                       spfh_counts.data_ptr<int32_t>(),
-                                       spfh_incr.data_ptr<double>(), out.data_ptr<double>(), stream),
-             "FPFH kernel");
+  check_status(g3::cuda::spfh_from_lists(pp, nr.data_ptr<double>(), need_ids, nneed,
+                                         nl->idx.data_ptr<int32_t>(), nl->counts.data_ptr<int32_t>(),
+                                         nl->k, spfh_counts.data_ptr<int32_t>(),
+                                         spfh_incr.data_ptr<double>(), stream),
+               "SPFH kernel");
+  check_status(g3::cuda::fpfh_from_lists(pp, qids, nq, ql.idx.data_ptr<int32_t>(),
+                                         ql.counts.data_ptr<int32_t>(), ql.k,
+                                         spfh_counts.data_ptr<int32_t>(),
+                                         spfh_incr.data_ptr<double>(), out.data_ptr<double>(), stream),
+               "FPFH kernel");
   return out.to(points.scalar_type());
 }
 
-at::Tensor fpfh_variation_cuda(const at::Tensor& points, const at::Tensor& features, int64_t k) {
-  TORCH_CHECK(k >= 1, "k must be >= 1");
-  c10::cuda::CUDAGuard guard(points.device());
-  const at::Tensor p = as_double_points(points, "fpfh_variation", "points");
+// fpfh_variation over checked inputs: p (N,3) double contiguous, f (N,F) float32/float64, both on
+// the current device, k >= 1.
+at::Tensor variation_of(const at::Tensor& p, const at::Tensor& features, int64_t k) {
   const int64_t n = p.size(0);
-  check_same_device(features, points, "features");
-  TORCH_CHECK(features.dim() == 2 && features.size(0) == n, "features must have shape (N,F) with N = points rows");
-  g3::check_finite(features, "fpfh_variation", "features");
-  TORCH_CHECK(features.scalar_type() == at::kFloat || features.scalar_type() == at::kDouble,
-              "features must be float32 or float64");
   const at::Tensor f = features.contiguous();
   at::Tensor out = at::zeros({n}, p.options());
   const int64_t kk = std::min<int64_t>(k, n - 1);
@@ -170,15 +166,31 @@ at::Tensor fpfh_variation_cuda(const at::Tensor& points, const at::Tensor& featu
     err = g3::cuda::fpfh_variation_launch<double>(p.data_ptr<double>(), n, f.data_ptr<double>(),
                                                   f.size(1), kk, out.data_ptr<double>(), stream);
   }
-  g3::cuda::check_status(err, "fpfh_variation kernel");
+  check_status(err, "fpfh_variation kernel");
   return out.to(f.scalar_type());
 }
 
-// The two ops in sequence (each builds its own grid; the same values as the CPU op).
+at::Tensor fpfh_variation_cuda(const at::Tensor& points, const at::Tensor& features, int64_t k) {
+  TORCH_CHECK(k >= 1, "k must be >= 1");
+  c10::cuda::CUDAGuard guard(points.device());
+  const at::Tensor p = as_double_points(points, "fpfh_variation", "points");
+  check_same_device(features, points, "features");
+  TORCH_CHECK(features.dim() == 2 && features.size(0) == p.size(0),
+              "features must have shape (N,F) with N = points rows");
+  TORCH_CHECK(features.scalar_type() == at::kFloat || features.scalar_type() == at::kDouble,
+              "features must be float32 or float64");
+  g3::check_finite(features, "fpfh_variation", "features");
+  return variation_of(p, features, k);
+}
+
+// The two ops in sequence (each builds its own grid; the same values as the CPU op). fpfh_cuda
+// checks points and normals; its features need no check.
 std::tuple<at::Tensor, at::Tensor> fpfh_with_variation_cuda(const at::Tensor& points, const at::Tensor& normals,
                                                             double radius, int64_t max_nn, int64_t k) {
+  TORCH_CHECK(k >= 1, "k must be >= 1");
   at::Tensor features = fpfh_cuda(points, normals, std::nullopt, radius, max_nn);
-  return {features, fpfh_variation_cuda(points, features, k)};
+  c10::cuda::CUDAGuard guard(points.device());
+  return {features, variation_of(points.to(at::kDouble).contiguous(), features, k)};
 }
 
 }  // namespace

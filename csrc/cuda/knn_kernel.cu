@@ -16,8 +16,9 @@
 // Pruning and stopping are exact, not approximately right: the bounds are evaluated in double
 // with a margin that covers the binning's rounding and shrunk by a relative 1e-5, which is more
 // than the rounding of a float distance, and by a few subnormals for distances that underflow,
-// so a point whose computed distance could tie or beat the k-th is always visited. Candidate order uses g3::better_min on sq_dist3 values, the same
-// comparison as the CPU KnnIndex, so both backends return the same bits.
+// so a point whose computed distance could tie or beat the k-th is always visited. Candidate
+// order uses g3::better_min on sq_dist3 values, the same comparison as the CPU KnnIndex, so
+// both backends return the same bits.
 #include <cub/cub.cuh>
 
 #include <algorithm>

@@ -105,12 +105,6 @@ def _rank_positions(x: np.ndarray) -> np.ndarray:
     return positions
 
 
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks of x (n,) scaled to [0, 1] (0: lowest); equal values share their average rank."""
-    pos = _rank_positions(x)
-    return pos / (pos.size - 1) if pos.size > 1 else np.zeros(pos.size)
-
-
 def fuse_testset_rank(samples: list[dict]) -> tuple[list[np.ndarray], np.ndarray]:
     """Rank fusion over one category's test set (module docstring); same arguments and
     returns as ``fuse_testset``. Positions are summed over the branches before the one
