@@ -81,14 +81,39 @@ def test_large_surface_matches_naive():
     assert torch.equal(fps(pts, 128, start_idx=7), naive_fps(pts, 128, (7,)))
 
 
+def assert_equal_to_peer_up_to_a_tie(points, ours, theirs):
+    """fpsample starts at a random index (its bucket modes ignore start_idx) and breaks exact
+    float32 ties its own way: the sequences must agree until they reach a tie, where ours takes
+    the lowest index. 1 run in ~60 of the 100k cloud hits such a tie (step 90, two candidates
+    at 13.801282 from the chosen set)."""
+    differ = (ours != theirs).nonzero()
+    if len(differ) == 0:
+        return
+    j = int(differ[0, 0])
+    diff = points[None, :, :] - points[ours[:j], None, :]
+    d = (diff[..., 0] * diff[..., 0] + diff[..., 1] * diff[..., 1] + diff[..., 2] * diff[..., 2]).amin(0)
+    a, b = int(ours[j]), int(theirs[j])
+    assert d[a] == d[b], f"step {j}: ours {a} at {float(d[a])}, fpsample {b} at {float(d[b])}: not a tie"
+    assert a < b
+
+
 @pytest.mark.skipif(fpsample is None, reason="fpsample not installed")
-def test_large_100k_matches_fpsample_and_naive_prefix():
+def test_large_100k_matches_fpsample_and_naive():
     pts = surface(100_000, seed=1)
     theirs = fpsample.bucket_fps_kdline_sampling(pts.numpy(), 1024, h=7)
     theirs = torch.from_numpy(np.asarray(theirs, dtype=np.int64))
     ours = fps(pts, 1024, start_idx=int(theirs[0]))
-    assert torch.equal(ours, theirs)
-    assert torch.equal(ours[:24], naive_fps(pts, 24, (int(theirs[0]),)))
+    assert torch.equal(ours, naive_fps(pts, 1024, (int(theirs[0]),)))
+    assert_equal_to_peer_up_to_a_tie(pts, ours, theirs)
+
+
+def test_tie_helper_rejects_a_real_difference():
+    pts = surface(2000, seed=4)
+    ours = fps(pts, 50, start_idx=3)
+    wrong = ours.clone()
+    wrong[20] = ours[30]
+    with pytest.raises(AssertionError, match="not a tie"):
+        assert_equal_to_peer_up_to_a_tie(pts, ours, wrong)
 
 
 @pytest.mark.skipif(fpsample is None, reason="fpsample not installed")
@@ -102,7 +127,7 @@ def test_fpsample_peer_from_its_first_pick(mode):
         theirs = fpsample.fps_sampling(arr, 500)
     theirs = torch.from_numpy(np.asarray(theirs, dtype=np.int64))
     ours = fps(pts, 500, start_idx=int(theirs[0]))
-    assert torch.equal(ours, theirs)
+    assert_equal_to_peer_up_to_a_tie(pts, ours, theirs)
 
 
 # ----------------------------------------------------------------------------------------------
