@@ -39,8 +39,20 @@ else
   args+=(-m "not slow and not cuda")
 fi
 
+# GCC 12's libubsan, loaded beside libasan, writes its reports to stderr whatever log_path says
+# (checked with a one-line float-cast-overflow library; alone it honours log_path). pytest's
+# default fd-level capture swallowed such a report when UBSan halted the process mid-test, so
+# capture is at the sys level (C++ writes reach the real stderr), pytest's stderr is kept in a
+# file (shown after the run) and each "runtime error:" in it, with its stack, becomes a report
+# file. A UBSan report in a child process halts the child (halt_on_error=1), which fails the
+# test that started it.
+stderr_log=$G3_SAN_REPORTS/../pytest-stderr.log
 status=0
-"$PY" -m pytest -q -p no:cacheprovider "${args[@]}" || status=$?
+"$PY" -m pytest -q -p no:cacheprovider --capture=sys "${args[@]}" 2>"$stderr_log" || status=$?
+cat "$stderr_log" >&2
+if grep -q 'runtime error:' "$stderr_log"; then
+  grep -A 40 'runtime error:' "$stderr_log" > "$G3_SAN_REPORTS/ubsan-from-stderr"
+fi
 
 # allocator_may_return_null=1 makes ASan log "WARNING: AddressSanitizer failed to allocate" when
 # a test deliberately asks for more memory than exists (tests/test_faults.py): that is the

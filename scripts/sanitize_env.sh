@@ -18,9 +18,10 @@
 # Not needed, checked on this machine: detect_odr_violation=0 (only our .so is instrumented, so
 # the duplicate globals inside torch/open3d/faiss are invisible to ASan) and
 # alloc_dealloc_mismatch=0 (no report from torch, pybind11 or the peers with it on).
-#   log_path            every report (from pytest or from any subprocess a test starts) lands
-#                       in a file, so a report in a child process cannot be missed: the runner
-#                       fails when any file appears there.
+#   log_path            every ASan report (from pytest or from any subprocess a test starts)
+#                       lands in a file, so a report in a child process cannot be missed: the
+#                       runner fails when any file appears there. UBSan ignores its log_path
+#                       beside ASan (GCC 12) and prints to stderr: the runner scans pytest's.
 #   halt_on_error/abort_on_error  stop at the first report: any report is a bug to fix.
 # PYTHONMALLOC=malloc routes CPython's small-object allocations through malloc, so ASan sees
 # them too (an overrun into a Python object is caught, not absorbed by pymalloc's arenas).
