@@ -220,6 +220,103 @@ def test_knn_extreme_scales(emu_lib, dt):
             check_knn(emu_lib, p[::7].copy(), p, 4)
 
 
+def _scan(rng, n):
+    """A scan-like surface: a bumpy unit sheet with a little depth noise."""
+    u = rng.random((n, 2))
+    z = 0.1 * np.sin(6 * u[:, 0]) * np.cos(5 * u[:, 1]) + 0.002 * rng.standard_normal(n)
+    return np.c_[u, z]
+
+
+def _outliers(rng, kind):
+    """Flying pixels at 50-1000x the sheet's extent (far fewer than the grid's 0.5% quantiles)."""
+    if kind == "one-side":
+        o = rng.random((10, 3))
+        o[:, 0] = 1 + rng.uniform(50, 1000, 10)
+        return o
+    if kind == "all-sides":  # two per axis and side
+        o = rng.random((12, 3))
+        for j in range(12):
+            a, sign = j // 4, (1 if j % 4 < 2 else -1)
+            o[j, a] = 0.5 + sign * rng.uniform(50, 1000)
+        return o
+    if kind == "blob":  # flying pixels that are each other's neighbours, spread over many cells
+        return np.array([300.0, 0.0, 0.0]) + rng.random((16, 3))
+    raise ValueError(kind)
+
+
+def _far_queries(rng, n, scale):
+    v = rng.standard_normal((n, 3))
+    return 0.5 + scale * v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+OUTLIER_KINDS = ["one-side", "all-sides", "blob"]
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("kind", OUTLIER_KINDS)
+@pytest.mark.parametrize("k", [1, 16, 40, 256])
+def test_knn_outliers_exact(emu_lib, dt, kind, k):
+    # The grid box comes from robust extents, so the outliers (and far queries) lie outside it,
+    # clamped into boundary cells that reach to infinity: results must still be the CPU's bits.
+    rng = rng_for("knn-outliers", dt, kind, k)
+    out = _outliers(rng, kind)
+    p = np.concatenate([_scan(rng, 4000), out]).astype(dt)
+    p = p[rng.permutation(len(p))]  # outliers at arbitrary indices
+    q = np.concatenate([
+        p[::37],                                   # on the sheet
+        out, out + rng.normal(0, 0.3, out.shape),  # at and around the outliers
+        _far_queries(rng, 8, 2000.0),              # far outside every box
+        _far_queries(rng, 8, 3.0),                 # just outside the sheet
+    ]).astype(dt)
+    check_knn(emu_lib, q, p, k)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_knn_outliers_huge_coordinates(emu_lib, dt):
+    # Outliers at 1e6 (and 1e12 in float64) times the extent: far beyond the box, still exact.
+    rng = rng_for("knn-outliers-huge", dt)
+    scales = [1e6] if dt == np.float32 else [1e6, 1e12]
+    for scale in scales:
+        out = _far_queries(rng, 6, scale)
+        p = np.concatenate([_scan(rng, 3000), out]).astype(dt)
+        q = np.concatenate([p[::29], out, _far_queries(rng, 4, scale / 3)]).astype(dt)
+        check_knn(emu_lib, q, p, 9)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_knn_outliers_keep_search_local(emu_lib, dt):
+    # A few flying pixels must not coarsen the grid: the distances evaluated per query on the
+    # sheet stay within 2x of the clean cloud's (a box over the outliers made them 100x+).
+    rng = rng_for("knn-local", dt)
+    sheet = _scan(rng, 4000)
+    q = sheet[::4].astype(dt)
+
+    def evals(p):
+        p = p.astype(dt)
+        res = emulate(emu_lib, "knn", query=q[None], points=p[None], query_lengths=np.array([len(q)]),
+                      point_lengths=np.array([len(p)]), k=16)
+        ed, ei = ops.knn(torch.from_numpy(q[None]), torch.from_numpy(p[None]), torch.tensor([len(q)]),
+                         torch.tensor([len(p)]), 16)
+        assert_same("knn indices", res["idx"], ei.numpy())
+        assert_same("knn distances", res["dist"], ed.numpy())
+        return res["dist_evals"] / len(q)
+
+    clean = evals(sheet)
+    assert clean > 16
+    near = sheet.copy()
+    near[:10, 0] = 1 + rng.uniform(20, 100, 10)  # the brief's flying pixels: 20-100x, one side
+    got = {name: evals(p) for name, p in [
+        ("20-100x, one side", near),
+        ("one-side", np.concatenate([sheet, _outliers(rng, "one-side")])),
+        ("all-sides", np.concatenate([sheet, _outliers(rng, "all-sides")])),
+        ("blob", np.concatenate([sheet, _outliers(rng, "blob")])),
+        # The bounds' margin comes from the grid box: from the true box it would be 1e3x the sheet.
+        ("1e12x", np.concatenate([sheet, _far_queries(rng, 6, 1e12)]))]}
+    report = ", ".join(f"{name}: {v:.1f}" for name, v in got.items())
+    print(f"\n{dt.__name__}: distance evaluations per query: clean {clean:.1f}, {report}")
+    assert max(got.values()) <= 2 * clean, f"evaluations per query: clean {clean:.1f}, {report}"
+
+
 # ------------------------------------------------------------------------------- geometry
 
 def _sphere(rng, n):

@@ -442,6 +442,22 @@ def test_cuda_equals_cpu_grouping_shape_100k():
 
 
 @cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_equals_cpu_with_flying_pixels(dtype):
+    # 20 stray points at 50-1000x the scan's extent on every side: the CUDA grid's box comes from
+    # robust extents, the outliers and far queries land in open boundary cells; still exact.
+    p = surface(100_000, seed=3, dtype=torch.float64)
+    g = np.random.default_rng(3)
+    ext = float((p.max(0).values - p.min(0).values).max())
+    v = g.normal(size=(20, 3))
+    out = torch.from_numpy(v / np.linalg.norm(v, axis=1, keepdims=True) * ext * g.uniform(50, 1000, (20, 1)))
+    p = torch.cat([p, out]).to(dtype)
+    q = torch.cat([p[::50], out.to(dtype), (out * 2).to(dtype)])
+    for k in (16, 64):
+        _cuda_equals_cpu(q, p, k)
+
+
+@cuda
 @pytest.mark.parametrize("n", [1, 2, 3, 100, 1500])
 def test_cuda_equals_cpu_k_equals_n(n):
     p = torch.rand(n, 3)

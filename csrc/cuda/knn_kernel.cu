@@ -1,13 +1,18 @@
 // Exact kNN on CUDA (implements g3::cuda::knn_launch, csrc/cuda/knn_launch.h).
 //
-// k <= kMaxThreadK: a uniform grid built on the GPU. Cell size from the bounding box and n
-// (about two cells per point over the box volume, so a surface scan gets a few tens of points
-// per occupied cell); points sorted by cell with cub's stable radix sort (within a cell they stay
-// in index order), cell_start from a binary search per cell. One thread per query, queries
-// visited in cell order (neighbouring threads touch the same cells): rings of cells at growing
-// Chebyshev distance around the query's cell, a sorted candidate list of (d2, index) in local
-// memory, cells skipped when their box is farther than the current k-th distance, stop when the
-// box of everything outside the searched block is farther than the k-th distance.
+// k <= kMaxThreadK: a uniform grid built on the GPU. Cell size from the grid box and n (about
+// two cells per point over the box volume, so a surface scan gets a few tens of points per
+// occupied cell). The grid box is robust to outliers: the 0.5%/99.5% quantiles of a strided
+// sample of 4096 points per axis, padded by a quarter of that range and cut to the min/max box,
+// so a few flying pixels far from the object do not make every cell hold thousands of points.
+// Points and queries outside it are clamped into the boundary cells, which the bounds treat as
+// reaching to infinity on their outer sides. Points sorted by cell with cub's stable radix sort
+// (within a cell they stay in index order), cell_start from a binary search per cell. One thread
+// per query, queries visited in cell order (neighbouring threads touch the same cells): rings of
+// cells at growing Chebyshev distance around the query's cell, a sorted candidate list of
+// (d2, index) in local memory, cells skipped when their box is farther than the current k-th
+// distance, stop when the box of everything outside the searched block is farther than the k-th
+// distance.
 //
 // k > kMaxThreadK (up to n): exact brute force in chunks of queries: all n distances of a chunk,
 // cub's stable segmented sort by distance (values are the indices in increasing order, so ties
@@ -23,8 +28,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "common/g3_macros.h"
 #include "cuda/knn_launch.h"
@@ -42,6 +49,14 @@ constexpr double kBoundShrink = 1.0 - 1e-5;
 template <typename T>
 constexpr double kBoundSlack = 4.0 * double(std::numeric_limits<T>::denorm_min());
 constexpr size_t kBruteChunkBytes = size_t(512) << 20;
+// Robust grid box (grid_knn): quantiles of a strided sample, each side padded by a fraction of
+// that axis' quantile range. The pad is generous so that a clean cloud keeps its min/max box (its
+// 0.5% quantiles lie well within a quarter of its extent from its faces), while a few stray
+// points far away do not set the cell size. Per axis, so that a flat scan's thin axis is not
+// inflated by its long ones (that alone would double the cell edge).
+constexpr int64_t kBoxSample = 4096;
+constexpr double kBoxQuantile = 0.005;
+constexpr double kBoxPad = 0.25;
 
 #define G3_TRY(expr)                       \
   do {                                     \
@@ -49,6 +64,8 @@ constexpr size_t kBruteChunkBytes = size_t(512) << 20;
     if (err_ != cudaSuccess) return err_;  \
   } while (0)
 
+// Cells cover the box [origin, origin + dims * h); coordinates outside it are clamped into the
+// boundary cells, which therefore reach to infinity on their outer sides (block_bound).
 template <typename T>
 struct Grid {
   double origin[3];
@@ -62,6 +79,8 @@ struct Grid {
   const int64_t* start;     // (cells+1) first sorted position of each cell
 };
 
+// Clamped, so a coordinate far outside the box (an outlier, a far query; the product may be
+// +-inf) lands in a boundary cell; never NaN, as coordinates are finite and inv_h > 0.
 template <typename T>
 __device__ __forceinline__ int64_t cell_coord(const Grid<T>& g, T v, int a) {
   double c = floor((double(v) - g.origin[a]) * g.inv_h);
@@ -106,6 +125,15 @@ __global__ void bbox_partial_kernel(const T* p, int64_t n, T* partial) {
   }
   if (threadIdx.x == 0)
     for (int c = 0; c < 6; ++c) partial[6 * blockIdx.x + c] = s[c][0];
+}
+
+// Points i * n / s for i < s: evenly spread over the index range, the same on every run.
+template <typename T>
+__global__ void sample_points_kernel(const T* p, int64_t n, int64_t s, T* out) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= s) return;
+  const int64_t j = i * n / s;  // s <= kBoxSample: no overflow below n = 2^51
+  for (int a = 0; a < 3; ++a) out[3 * i + a] = p[3 * j + a];
 }
 
 // ------------------------------------------------------------------------------ grid build
@@ -163,14 +191,16 @@ struct Candidates {
 };
 
 // Lower bound of the distance^2 from q to anything in the cell box [lo, hi) (per axis, in
-// cells), shrunk so it never exceeds a computed sq_dist3 of a point binned there.
+// cells), shrunk so it never exceeds a computed sq_dist3 of a point binned there. A side on the
+// grid's edge is open: points beyond the box were clamped into those cells, so their true
+// coordinates may lie anywhere out there (and so may q's, with points between it and the box).
 template <typename T>
 __device__ __forceinline__ double block_bound(const Grid<T>& g, const double q[3], const int64_t lo[3],
                                               const int64_t hi[3]) {
   double s = 0;
   for (int a = 0; a < 3; ++a) {
-    const double blo = g.origin[a] + double(lo[a]) * g.h - g.margin;
-    const double bhi = g.origin[a] + double(hi[a]) * g.h + g.margin;
+    const double blo = lo[a] == 0 ? -INFINITY : g.origin[a] + double(lo[a]) * g.h - g.margin;
+    const double bhi = hi[a] == g.dims[a] ? INFINITY : g.origin[a] + double(hi[a]) * g.h + g.margin;
     double gap = 0;
     if (q[a] < blo) gap = blo - q[a];
     else if (q[a] > bhi) gap = q[a] - bhi;
@@ -222,7 +252,13 @@ __global__ void __launch_bounds__(kThreads) grid_knn_kernel(Grid<T> g, const T* 
       }
     }
     // Everything not yet searched lies outside the block [c-r, c+r]; the sides that reach the
-    // grid's edge have nothing beyond them.
+    // grid's edge have nothing beyond them. The faces below are interior (cells lie beyond them),
+    // and a coordinate clamped into a boundary cell lies past that cell's outer face, so even
+    // farther beyond any interior face: an unsearched point below the block on axis a has p[a]
+    // below the face (up to the margin) whether it was binned or clamped, and |q[a] - p[a]|
+    // bounds its distance whatever its other axes (clamping is per axis). A q outside the box on
+    // axis a is clamped into that axis' boundary cell, so the block already reaches that edge,
+    // and toward the other side q lies beyond the face: the gap is positive and still a bound.
     bool whole = true;
     double gmin = INFINITY;
     for (int a = 0; a < 3; ++a) {
@@ -333,25 +369,66 @@ cudaError_t launch_grid_search(const Grid<T>& g, const T* query, const int64_t* 
 template <typename T>
 cudaError_t grid_knn(const T* query, int64_t m, const T* points, int64_t n, int64_t k, T* d2, int64_t* idx,
                      cudaStream_t stream) {
-  // Bounding box: per-block partials, reduced on the host (one small copy).
+  // Bounding box: per-block partials, reduced on the host, and a strided sample of the points for
+  // the robust box below (one small copy for both).
   const int parts = int(std::min<int64_t>(256, std::max<int64_t>(1, (n + kThreads - 1) / kThreads)));
+  const int64_t samples = std::min<int64_t>(n, kBoxSample);
+  const size_t host_elems = size_t(parts) * 6 + size_t(samples) * 3;
+  std::vector<T> host(host_elems);  // before the scratch: nothing to free if this throws
   T* partial = nullptr;
-  G3_TRY(temp_alloc(&partial, size_t(parts) * 6 * sizeof(T), stream));
+  G3_TRY(temp_alloc(&partial, host_elems * sizeof(T), stream));
+  T* sample = partial + size_t(parts) * 6;
   bbox_partial_kernel<T><<<parts, kThreads, 0, stream>>>(points, n, partial);
   cudaError_t err = cudaGetLastError();
-  T host_partial[256 * 6];
+  if (err == cudaSuccess) {
+    sample_points_kernel<T><<<blocks_for(samples), kThreads, 0, stream>>>(points, n, samples, sample);
+    err = cudaGetLastError();
+  }
   if (err == cudaSuccess)
-    err = cudaMemcpyAsync(host_partial, partial, size_t(parts) * 6 * sizeof(T), cudaMemcpyDeviceToHost, stream);
+    err = cudaMemcpyAsync(host.data(), partial, host_elems * sizeof(T), cudaMemcpyDeviceToHost, stream);
   if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
   temp_free(partial);
   if (err != cudaSuccess) return err;
-  double lo[3], hi[3];
+  double tlo[3], thi[3], temax = 0, tamax = 0;
   for (int a = 0; a < 3; ++a) {
-    lo[a] = double(host_partial[a]);
-    hi[a] = double(host_partial[3 + a]);
+    tlo[a] = double(host[a]);
+    thi[a] = double(host[3 + a]);
     for (int b = 1; b < parts; ++b) {
-      lo[a] = std::min(lo[a], double(host_partial[6 * b + a]));
-      hi[a] = std::max(hi[a], double(host_partial[6 * b + 3 + a]));
+      tlo[a] = std::min(tlo[a], double(host[6 * b + a]));
+      thi[a] = std::max(thi[a], double(host[6 * b + 3 + a]));
+    }
+    temax = std::max(temax, thi[a] - tlo[a]);
+    tamax = std::max(tamax, std::max(std::fabs(tlo[a]), std::fabs(thi[a])));
+  }
+  // Finite coordinates whose extent overflows a double leave no grid to build: brute force.
+  if (!std::isfinite(temax) || !std::isfinite(tamax)) {
+    return brute_force_knn(query, m, points, n, k, d2, idx, stream);
+  }
+
+  const T* sample_host = host.data() + size_t(parts) * 6;
+
+  // Grid box: the sample's 0.5% and 99.5% quantiles per axis, each side padded by a quarter of
+  // the range between them, within the min/max box. A handful of stray points (flying pixels at
+  // 20-100x the object's size) would otherwise set a cell edge up to 100x too large, each
+  // occupied cell holding thousands of points. Points outside the box go to the boundary cells
+  // (cell_coord), which block_bound and the ring stop test treat as open: exactness does not
+  // depend on the box, only the speed does.
+  double lo[3], hi[3];
+  {
+    std::vector<double> v(static_cast<size_t>(samples));
+    const auto cut = std::ptrdiff_t(kBoxQuantile * double(samples - 1));
+    const auto first = v.begin() + cut, last = v.end() - 1 - cut;
+    for (int a = 0; a < 3; ++a) {
+      for (int64_t i = 0; i < samples; ++i) v[size_t(i)] = double(sample_host[3 * i + a]);
+      std::nth_element(v.begin(), first, v.end());
+      const double qlo = *first;
+      std::nth_element(v.begin(), last, v.end());
+      const double qhi = *last;
+      // qhi - qlo <= the true extent (finite); max/min against the true box also absorb a padded
+      // side that overflows near the double range.
+      const double pad = kBoxPad * (qhi - qlo);
+      lo[a] = std::max(tlo[a], qlo - pad);
+      hi[a] = std::min(thi[a], qhi + pad);
     }
   }
 
@@ -362,10 +439,6 @@ cudaError_t grid_knn(const T* query, int64_t m, const T* points, int64_t n, int6
     ext[a] = hi[a] - lo[a];
     emax = std::max(emax, ext[a]);
     amax = std::max(amax, std::max(std::fabs(lo[a]), std::fabs(hi[a])));
-  }
-  // Finite coordinates whose extent overflows a double leave no grid to build: brute force.
-  if (!std::isfinite(emax) || !std::isfinite(amax)) {
-    return brute_force_knn(query, m, points, n, k, d2, idx, stream);
   }
   Grid<T> g;
   const int64_t max_cells = std::min<int64_t>(2 * n + 64, int64_t(1) << 31);
@@ -392,6 +465,12 @@ cudaError_t grid_knn(const T* query, int64_t m, const T* points, int64_t n, int6
     g.dims[a] = int64_t(std::floor(ext[a] * g.inv_h)) + 1;
     g.cells *= g.dims[a];
   }
+  // The margin only has to cover the rounding of coordinates that were binned, not clamped: those
+  // lie within a cell of the grid box, so the box's magnitudes (not the outliers') set it. Finite
+  // faces are never used to bound a clamped coordinate (block_bound, ring stop test), and a
+  // query's own magnitude enters only through q - face, rounded relative to the result and
+  // covered by kBoundShrink. A margin from the true box would let one point at 1e12 wipe out all
+  // pruning.
   g.margin = 1e-9 * (amax + emax + g.h);
   int end_bit = 1;
   while (end_bit < 32 && (int64_t(1) << end_bit) < g.cells) ++end_bit;

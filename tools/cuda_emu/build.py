@@ -44,6 +44,13 @@ BUDGETS = {
     "knn_kernel.cu": {"kBruteChunkBytes": "size_t(1) << 16"},
 }
 
+# Counters the tests read (cuda_emu.h declares them): the grid kNN's distance evaluations, so a
+# test can show that the search stays local (a grid gone coarse still gives exact results, only
+# slowly). The site must occur once, or the build fails naming this table.
+PROBES = {
+    "knn_kernel.cu": [("cand.offer(sq_dist3(", "++emu_knn_dist_evals, cand.offer(sq_dist3(")],
+}
+
 # -ffp-contract=off: the real build compiles the kernels with nvcc --fmad=false (setup.py), so no
 # multiply-add may be fused here either. float-cast-overflow (not part of GCC's "undefined"):
 # a NaN or out-of-range float converted to an integer is undefined on the host and saturates on
@@ -129,7 +136,7 @@ def build(src=None, out=None, sanitize=True, jobs=None):
         for name, target in SHIMS.items():
             _write_if_changed(out / "include" / name, f'#pragma once\n#include "{HERE / target}"\n')
         try:
-            generated = patch.patch_tree(src, out / "gen", BUDGETS)
+            generated = patch.patch_tree(src, out / "gen", BUDGETS, PROBES)
         except patch.PatchError as e:
             raise BuildError(str(e)) from None
 

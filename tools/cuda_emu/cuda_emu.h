@@ -55,6 +55,10 @@ using std::isnan;
   std::abort();
 }
 
+// Counters the probes of build.py's PROBES increment (one OS thread runs every fiber, so plain
+// integers); driver.cpp hands them to the runner.
+inline int64_t emu_knn_dist_evals = 0;  // grid kNN: candidate distances evaluated
+
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
   dim3() = default;

@@ -67,6 +67,13 @@ extern "C" {
 
 long emu_live_temp() { return live_temp; }
 
+// The grid kNN's distance evaluations since the last call (build.py's PROBES), then reset.
+int64_t emu_knn_dist_evals_take() {
+  const int64_t n = emu_knn_dist_evals;
+  emu_knn_dist_evals = 0;
+  return n;
+}
+
 // fps_cuda.cpp. kind_out / blocks_out: the plan, so tests can check which mode ran.
 int emu_fps(int elem, const void* points, const int64_t* lengths, const int64_t* seeds, int64_t B, int64_t N,
             int64_t D, int64_t S, int64_t n_samples, int64_t* out, int* kind_out, int64_t* blocks_out) {

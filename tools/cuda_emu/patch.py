@@ -7,6 +7,8 @@ These rewrites, nothing else (the kernels' code is what gets tested):
                                                       cudaLaunchCooperativeKernel can call it
   constexpr T kName = expr;                       ->  constexpr T kName = value;  for the constants
                                                       the caller overrides (build.py: scratch budgets)
+  exact text named by the caller                  ->  the same text with a probe (build.py: counters
+                                                      the tests read, e.g. knn's distance evaluations)
 Line numbers are kept and a #line directive names the original file, so compiler errors and
 sanitizer reports point into csrc/cuda/.
 
@@ -99,18 +101,32 @@ def override_constants(s, overrides):
     return s
 
 
-def patch_source(text, path, overrides=None):
+def insert_probes(s, probes):
+    """probes: [(text, replacement)], each text found exactly once and replaced on its own line."""
+    for old, new in probes:
+        n = s.count(old)
+        if n != 1:
+            raise PatchError(f"probe site {old!r} found {n} times (changed? update tools/cuda_emu/build.py)")
+        if old.count("\n") != new.count("\n"):
+            raise PatchError(f"probe for {old!r} changes the line count")
+        s = s.replace(old, new)
+    return s
+
+
+def patch_source(text, path, overrides=None, probes=None):
     s = override_constants(rewrite_shared(rewrite_launches(text)), overrides or {})
+    s = insert_probes(s, probes or [])
     if "cudaLaunchCooperativeKernel" in s and _KERNEL_PTR not in s:
         raise PatchError("cooperative launch, but no reinterpret_cast<const void*>(&kernel) to register it by")
     s = s.replace(_KERNEL_PTR, "emu_kernel_ptr(&")
     return f'#line 1 "{path}"\n{s}'
 
 
-def patch_tree(csrc, out_dir, overrides=None):
+def patch_tree(csrc, out_dir, overrides=None, probes=None):
     """Writes out_dir/<name>.cu for every csrc/cuda/*.cu (only when its text changed).
-    overrides: {file name: {constant: value}}. Returns the written paths."""
-    overrides = dict(overrides or {})
+    overrides: {file name: {constant: value}}; probes: {file name: [(text, replacement)]}.
+    Returns the written paths."""
+    overrides, probes = dict(overrides or {}), dict(probes or {})
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = sorted((pathlib.Path(csrc) / "cuda").glob("*.cu"))
@@ -119,7 +135,8 @@ def patch_tree(csrc, out_dir, overrides=None):
     written = []
     for src in sources:
         try:
-            text = patch_source(src.read_text(), src.resolve(), overrides.pop(src.name, None))
+            text = patch_source(src.read_text(), src.resolve(), overrides.pop(src.name, None),
+                                probes.pop(src.name, None))
         except PatchError as e:
             raise PatchError(f"{src}: {e}") from None
         dst = out_dir / src.name
@@ -128,6 +145,8 @@ def patch_tree(csrc, out_dir, overrides=None):
         written.append(dst)
     if overrides:
         raise PatchError(f"constants to override in missing sources: {sorted(overrides)}")
+    if probes:
+        raise PatchError(f"probes for missing sources: {sorted(probes)}")
     return written
 
 

@@ -12,7 +12,8 @@ abnormally or exceeded its timeout.
 
 Calls and their results (arrays are numpy, shapes as the torch ops'):
     fps(points, lengths, seeds, n_samples)            -> status, out, kind, blocks
-    knn(query, points, query_lengths, point_lengths, k) -> status, dist, idx
+    knn(query, points, query_lengths, point_lengths, k) -> status, dist, idx, dist_evals
+        dist_evals: candidate distances the grid search evaluated (0 on the brute-force path)
     normals(points, radius, max_nn)                   -> status, normals
     fpfh(points, normals, indices, radius, max_nn)    -> status, fpfh          (indices may be None)
     fpfh_variation(points, features, k)               -> status, variation
@@ -122,9 +123,10 @@ def _knn(lib, query, points, query_lengths, point_lengths, k):
     ql, pl = _arr(query_lengths, np.int64), _arr(point_lengths, np.int64)
     B, M, _ = query.shape
     dist, idx = np.full((B, M, k), -9, query.dtype), np.full((B, M, k), -9, np.int64)
+    lib.emu_knn_dist_evals_take()
     status = lib.emu_knn(query.itemsize, _ptr(query), _ptr(points), _ptr(ql), _ptr(pl), B, M, points.shape[1], k,
                          _ptr(dist), _ptr(idx))
-    return dict(status=status, dist=dist, idx=idx)
+    return dict(status=status, dist=dist, idx=idx, dist_evals=int(lib.emu_knn_dist_evals_take()))
 
 
 def _normals(lib, points, radius, max_nn):
@@ -174,6 +176,7 @@ def _child(lib_path, inp, out):
     for name, argtypes in _SIGNATURES.items():
         getattr(lib, name).argtypes = argtypes
     lib.emu_live_temp.restype = ctypes.c_long
+    lib.emu_knn_dist_evals_take.restype = ctypes.c_int64
     lib.emu_nn_candidate_count.restype = ctypes.c_int64
     with open(inp, "rb") as f:
         calls = pickle.load(f)
