@@ -357,6 +357,20 @@ def test_extreme_extents_match_reference(name):
     assert_matches_ref(p, p, min(8, p.shape[0]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_flying_pixels_match_reference(dtype):
+    # 20 stray points at 50-1000x the scan's extent: the index lays its Morton cells on a robust
+    # box (common/robust_box.h) and clamps them into boundary cells; the search must stay exact
+    # for queries on the scan, at the outliers and beyond them.
+    from benchmarks.bench_knn import with_flying_pixels
+
+    p = with_flying_pixels(surface(6000, seed=8, dtype=torch.float64)).to(dtype)
+    far = p[-20:]
+    q = torch.cat([p[:-20:10], far, far * 2, far * -0.5])
+    for k in (1, 16, 64):
+        assert_matches_ref(q, p, k)
+
+
 def test_exported_from_package():
     assert group3ad_ext.knn is knn and group3ad_ext.group is group
     assert "knn" in group3ad_ext.__all__ and "group" in group3ad_ext.__all__

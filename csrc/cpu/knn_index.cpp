@@ -1,6 +1,7 @@
 // KnnIndex: a bounding-volume tree over the points sorted along a 63-bit Morton curve.
 //
-// Build: Morton codes on the bounding box (cubic cells, up to 21 bits per axis), a radix sort,
+// Build: Morton codes on the points' box, robust to stray points (common/robust_box.h; cubic
+// cells, up to 21 bits per axis; points outside clamped into the boundary cells), a radix sort,
 // then a binary radix tree: each node splits its (sorted) range at the highest Morton bit in
 // which its first and last code differ (an octree split along one axis), ranges of equal codes
 // split at the middle; leaves hold at most kLeafSize points. Every node keeps the tight box of
@@ -18,6 +19,7 @@
 // leaves), in chunks handed out dynamically to the threads.
 #include "cpu/knn_index.h"
 #include "common/morton.h"
+#include "common/robust_box.h"
 
 #include <ATen/Parallel.h>
 
@@ -207,10 +209,27 @@ struct KnnIndex<T>::Impl {
         lo[a] = v < lo[a] ? v : lo[a];
         hi[a] = v > hi[a] ? v : hi[a];
       }
+    // Morton cells on a box robust to a few stray points (common/robust_box.h): on the min/max
+    // box, 20 flying pixels at 50-1000x the part's extent put the whole part in a handful of
+    // codes, whose equal-code splits are by count, not space, and every query then scanned
+    // thousands of points. Codes clamp outside points into the boundary cells; node boxes are
+    // the tight boxes of the points below, so the search stays exact whatever the codes.
+    double tlo[3], thi[3], rlo[3], rhi[3];
+    for (int a = 0; a < 3; ++a) {
+      tlo[a] = double(lo[a]);
+      thi[a] = double(hi[a]);
+    }
+    const int64_t samples = robust_box_samples(n);
+    std::vector<T> sample(size_t(samples) * 3);
+    for (int64_t i = 0; i < samples; ++i) {
+      const int64_t j = robust_box_sample_index(i, n, samples);
+      for (int a = 0; a < 3; ++a) sample[size_t(3 * i + a)] = p[3 * j + a];
+    }
+    robust_box(sample.data(), samples, tlo, thi, rlo, rhi);
     double extent = 0;
     for (int a = 0; a < 3; ++a) {
-      origin[a] = lo[a];
-      extent = std::max(extent, double(hi[a]) - double(lo[a]));
+      origin[a] = T(rlo[a]);
+      extent = std::max(extent, rhi[a] - rlo[a]);
     }
     // Enough bits to separate the leaves of a surface scan (cells grow as 4^bits on a 2D
     // manifold) and no more: every 11 bits cost a radix pass. Equal codes are still split.

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "common/g3_macros.h"
+#include "common/robust_box.h"
 #include "cuda/knn_launch.h"
 #include "cuda/torch_bridge.h"
 
@@ -49,14 +50,6 @@ constexpr double kBoundShrink = 1.0 - 1e-5;
 template <typename T>
 constexpr double kBoundSlack = 4.0 * double(std::numeric_limits<T>::denorm_min());
 constexpr size_t kBruteChunkBytes = size_t(512) << 20;
-// Robust grid box (grid_knn): quantiles of a strided sample, each side padded by a fraction of
-// that axis' quantile range. The pad is generous so that a clean cloud keeps its min/max box (its
-// 0.5% quantiles lie well within a quarter of its extent from its faces), while a few stray
-// points far away do not set the cell size. Per axis, so that a flat scan's thin axis is not
-// inflated by its long ones (that alone would double the cell edge).
-constexpr int64_t kBoxSample = 4096;
-constexpr double kBoxQuantile = 0.005;
-constexpr double kBoxPad = 0.25;
 
 #define G3_TRY(expr)                       \
   do {                                     \
@@ -127,12 +120,12 @@ __global__ void bbox_partial_kernel(const T* p, int64_t n, T* partial) {
     for (int c = 0; c < 6; ++c) partial[6 * blockIdx.x + c] = s[c][0];
 }
 
-// Points i * n / s for i < s: evenly spread over the index range, the same on every run.
+// The strided sample of common/robust_box.h.
 template <typename T>
 __global__ void sample_points_kernel(const T* p, int64_t n, int64_t s, T* out) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= s) return;
-  const int64_t j = i * n / s;  // s <= kBoxSample: no overflow below n = 2^51
+  const int64_t j = robust_box_sample_index(i, n, s);
   for (int a = 0; a < 3; ++a) out[3 * i + a] = p[3 * j + a];
 }
 
@@ -372,7 +365,7 @@ cudaError_t grid_knn(const T* query, int64_t m, const T* points, int64_t n, int6
   // Bounding box: per-block partials, reduced on the host, and a strided sample of the points for
   // the robust box below (one small copy for both).
   const int parts = int(std::min<int64_t>(256, std::max<int64_t>(1, (n + kThreads - 1) / kThreads)));
-  const int64_t samples = std::min<int64_t>(n, kBoxSample);
+  const int64_t samples = robust_box_samples(n);
   const size_t host_elems = size_t(parts) * 6 + size_t(samples) * 3;
   std::vector<T> host(host_elems);  // before the scratch: nothing to free if this throws
   T* partial = nullptr;
@@ -407,30 +400,10 @@ cudaError_t grid_knn(const T* query, int64_t m, const T* points, int64_t n, int6
 
   const T* sample_host = host.data() + size_t(parts) * 6;
 
-  // Grid box: the sample's 0.5% and 99.5% quantiles per axis, each side padded by a quarter of
-  // the range between them, within the min/max box. A handful of stray points (flying pixels at
-  // 20-100x the object's size) would otherwise set a cell edge up to 100x too large, each
-  // occupied cell holding thousands of points. Points outside the box go to the boundary cells
-  // (cell_coord), which block_bound and the ring stop test treat as open: exactness does not
-  // depend on the box, only the speed does.
+  // Grid box: robust to a few stray points (common/robust_box.h). Points outside it go to the
+  // boundary cells (cell_coord), which block_bound and the ring stop test treat as open.
   double lo[3], hi[3];
-  {
-    std::vector<double> v(static_cast<size_t>(samples));
-    const auto cut = std::ptrdiff_t(kBoxQuantile * double(samples - 1));
-    const auto first = v.begin() + cut, last = v.end() - 1 - cut;
-    for (int a = 0; a < 3; ++a) {
-      for (int64_t i = 0; i < samples; ++i) v[size_t(i)] = double(sample_host[3 * i + a]);
-      std::nth_element(v.begin(), first, v.end());
-      const double qlo = *first;
-      std::nth_element(v.begin(), last, v.end());
-      const double qhi = *last;
-      // qhi - qlo <= the true extent (finite); max/min against the true box also absorb a padded
-      // side that overflows near the double range.
-      const double pad = kBoxPad * (qhi - qlo);
-      lo[a] = std::max(tlo[a], qlo - pad);
-      hi[a] = std::min(thi[a], qhi + pad);
-    }
-  }
+  robust_box(sample_host, samples, tlo, thi, lo, hi);
 
   // Cell edge: about two cells per point over the box volume (flat axes count as 1/1024 of
   // the largest extent), then enlarged until the cell count fits the budget.
