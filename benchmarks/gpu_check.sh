@@ -38,5 +38,6 @@ bash benchmarks/gpu_sanitize.sh "$OUT" || status=1
 
 echo "== GPU benchmarks"
 $PY -m benchmarks.run_all --device cuda 2>&1 | tee "$OUT/bench.log"
+$PY -m benchmarks.bench_knn --device cuda --flying-pixels 2>&1 | tee -a "$OUT/bench.log"
 cp benchmarks/results/*.md benchmarks/results/*.json "$OUT/" 2>/dev/null
 exit $status
