@@ -80,6 +80,20 @@ def test_fit_score_shapes_and_anomaly_ranks_higher(data):
     assert ps[bad[1] > 0].mean() > ps[bad[1] == 0].mean()
 
 
+def test_feature_bank_draws_n_groups_bank_per_training_cloud(data):
+    train, _, _ = data
+    # memory_size above the feature count: the coreset keeps every row, so the bank's size is
+    # the number of groups it was drawn from.
+    default = Group3AD(_cfg(memory_size=10_000)).fit(train, show_progress=False)
+    assert len(default.feature_bank) == 3 * 64  # n_groups_train
+    more = Group3AD(_cfg(memory_size=10_000, n_groups_bank=160)).fit(train, show_progress=False)
+    assert len(more.feature_bank) == 3 * 160
+    assert _cfg(n_groups_bank=160).bank_groups == 160 and _cfg().bank_groups == 64
+    for bad in (0, -3, 2.5, "many"):
+        with pytest.raises(UserError, match="n_groups_bank"):
+            _cfg(n_groups_bank=bad)
+
+
 def test_branches_and_object_score_is_max(data):
     train, _, bad = data
     model = Group3AD(_cfg(use_agcs=False)).fit(train, show_progress=False)

@@ -77,7 +77,7 @@ class FPFHMethod:
         if not clouds:
             raise UserError("the training set is empty")
         self.lengths = resolve_lengths(cfg.registration, clouds[0])
-        feats = torch.cat([self._descriptors(p, cfg.n_groups_train)[1] for p in clouds])
+        feats = torch.cat([self._descriptors(p, cfg.bank_groups)[1] for p in clouds])
         if self.kind == "btf":
             if feats.shape[0] > BTF_BANK_CAP:
                 keep = np.sort(np.random.default_rng(cfg.seed).choice(feats.shape[0], BTF_BANK_CAP, replace=False))

@@ -106,10 +106,15 @@ class Group3ADConfig:
     ``precision``: "fp32", or "bf16" for the encoder's matrix products at inference (memory
     banks and scoring; about 2.5x faster on CPUs with AMX/AVX512-BF16 and on GPUs, features within
     about 1%); training always runs in fp32.
+    ``n_groups_bank``: FPS groups per training cloud whose features fill the feature bank (before
+    the coreset); None: ``n_groups_train``. More groups give test groups closer bank entries (the
+    features carry each centre's position): on two real3d categories 8x lifted the feature
+    branch's O-AUROC from below chance (benchmarks/results/fusion_comparison.md).
     """
 
     n_groups_train: int = 4096
     n_groups_test: int = 16384
+    n_groups_bank: int | None = None
     group_size: int = 128
     memory_size: int = 10000
     coord_memory_size: int = 10000
@@ -137,6 +142,8 @@ class Group3ADConfig:
         check_fields(self, ("n_groups_train", "n_groups_test", "group_size", "memory_size",
                             "coord_memory_size", "proj_dim", "idw_k"),
                      positive_int, "a positive integer", UserError)
+        if self.n_groups_bank is not None:
+            check_fields(self, ("n_groups_bank",), positive_int, "a positive integer or null", UserError)
         check_fields(self, ("pretrain_epochs", "train_epochs", "seed"),
                      lambda v: isinstance(v, int) and v >= 0, "a non-negative integer", UserError)
         if not 0 <= self.alpha < 1:
@@ -158,6 +165,11 @@ class Group3ADConfig:
             raise UserError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         self.registration.validate()
         return self
+
+    @property
+    def bank_groups(self) -> int:
+        """Groups per training cloud for the feature bank (``n_groups_bank`` or ``n_groups_train``)."""
+        return self.n_groups_bank if self.n_groups_bank is not None else self.n_groups_train
 
     # -- presets -----------------------------------------------------------------------------
 

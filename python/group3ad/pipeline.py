@@ -5,8 +5,9 @@ fit (one category):
      first training cloud (callers pass them in sorted order);
   2. register every training cloud to the template (registration.py);
   3. the encoder: pretrained (checkpoint or self-supervised), then IUN/IAN (encoding.py);
-  4. feature bank: encoder features of ``n_groups_train`` FPS groups of ``group_size`` points
-     per registered training cloud, reduced to ``memory_size`` by the coreset op;
+  4. feature bank: encoder features of ``n_groups_bank`` (default ``n_groups_train``) FPS groups
+     of ``group_size`` points per registered training cloud, reduced to ``memory_size`` by the
+     coreset op;
   5. coordinate bank: every registered training point, reduced to ``coord_memory_size``;
   6. per-branch statistics of normal data for single-cloud fusion (fusion.py).
 
@@ -123,7 +124,7 @@ class Group3AD:
             self.encoder = _prepare_encoder(cfg, tensors, self.device)
         feats = []
         for pts in progress(tensors, "train features", show_progress):
-            centres = kernels.fps(pts, cfg.n_groups_train, self.device)
+            centres = kernels.fps(pts, cfg.bank_groups, self.device)
             feats.append(self._features(pts, centres))
         feats = torch.cat(feats)
         self.feature_bank = MemoryBank(cfg.memory_size, cfg.proj_dim, cfg.seed).fit(feats)
