@@ -460,13 +460,11 @@ def test_cuda_equals_cpu_grouping_shape_100k():
 def test_cuda_equals_cpu_with_flying_pixels(dtype):
     # 20 stray points at 50-1000x the scan's extent on every side: the CUDA grid's box comes from
     # robust extents, the outliers and far queries land in open boundary cells; still exact.
-    p = surface(100_000, seed=3, dtype=torch.float64)
-    g = np.random.default_rng(3)
-    ext = float((p.max(0).values - p.min(0).values).max())
-    v = g.normal(size=(20, 3))
-    out = torch.from_numpy(v / np.linalg.norm(v, axis=1, keepdims=True) * ext * g.uniform(50, 1000, (20, 1)))
-    p = torch.cat([p, out]).to(dtype)
-    q = torch.cat([p[::50], out.to(dtype), (out * 2).to(dtype)])
+    from benchmarks.bench_knn import with_flying_pixels
+
+    p = with_flying_pixels(surface(100_000, seed=3, dtype=torch.float64), seed=3).to(dtype)
+    out = p[-20:]
+    q = torch.cat([p[::50], out, out * 2])
     for k in (16, 64):
         _cuda_equals_cpu(q, p, k)
 
