@@ -42,6 +42,17 @@ def emu_lib():
     return build.build()
 
 
+def test_build_jobs_follow_max_jobs(monkeypatch):
+    monkeypatch.setenv("MAX_JOBS", "1")
+    assert build._default_jobs() == 1
+    monkeypatch.delenv("MAX_JOBS")
+    assert build._default_jobs() == (os.cpu_count() or 1)
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("MAX_JOBS", bad)
+        with pytest.raises(build.BuildError, match="MAX_JOBS"):
+            build._default_jobs()
+
+
 def emulate(lib, name, env=None, **kwargs):
     [res] = runner.run(lib, [(name, kwargs)], env=env, timeout=CASE_TIMEOUT)
     assert res["status"] == 0, f"{name}: launcher returned cudaError_t {res['status']}"

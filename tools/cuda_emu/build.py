@@ -123,8 +123,19 @@ def _compile(cmd, source, obj):
     return True
 
 
+def _default_jobs() -> int:
+    """MAX_JOBS, as torch.utils.cpp_extension reads it, else every CPU."""
+    env = os.environ.get("MAX_JOBS")
+    if env is None:
+        return os.cpu_count() or 1
+    if not env.isdigit() or int(env) < 1:
+        raise BuildError(f"MAX_JOBS must be a positive integer, got {env!r}")
+    return int(env)
+
+
 def build(src=None, out=None, sanitize=True, jobs=None):
-    """Builds (if needed) and returns the path of libg3_cuda_emu.so."""
+    """Builds (if needed) and returns the path of libg3_cuda_emu.so; ``jobs`` parallel compiles
+    (default: MAX_JOBS, else every CPU)."""
     src = pathlib.Path(src).resolve() if src else default_src()
     out = pathlib.Path(out).resolve() if out else default_out()
     out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +157,7 @@ def build(src=None, out=None, sanitize=True, jobs=None):
         objs = [out / "obj" / (pathlib.Path(u).stem + ".o") for _, u in units]
         (out / "obj").mkdir(exist_ok=True)
         # The kernels' sources take the longest: start them first.
-        with concurrent.futures.ThreadPoolExecutor(jobs or os.cpu_count() or 1) as pool:
+        with concurrent.futures.ThreadPoolExecutor(jobs or _default_jobs()) as pool:
             rebuilt = list(pool.map(lambda a: _compile(cmd + a[0][0], a[0][1], a[1]), zip(units, objs)))
 
         lib = out / "libg3_cuda_emu.so"
