@@ -272,3 +272,13 @@ def test_every_category_takes_every_defect(category):
         pts, labels, info = scan_test_sample(category, TINY, 8_000, kind, np.random.default_rng(i))
         assert 0.01 <= labels.mean() <= 0.05 and info["defect_kind"] == kind
         assert len(pts) == len(labels) == info["points"]
+
+
+def test_progress_bar_follows_group3ad_no_progress(tmp_path, capsys, monkeypatch):
+    """`group3ad demo --quiet` sets GROUP3AD_NO_PROGRESS=1; data generation must honour it too."""
+    monkeypatch.setenv("GROUP3AD_NO_PROGRESS", "1")
+    generate(tmp_path / "quiet", preset="tiny", seed=1, categories=["bolt"], n_test=2)
+    assert "synth" not in capsys.readouterr().err
+    monkeypatch.setenv("GROUP3AD_NO_PROGRESS", "0")
+    generate(tmp_path / "loud", preset="tiny", seed=1, categories=["bolt"], n_test=2)
+    assert "synth" in capsys.readouterr().err

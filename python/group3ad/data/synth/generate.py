@@ -226,13 +226,15 @@ def generate(out, preset="tiny", seed=0, categories=None, n_test=None, progress=
         preset = Preset(**{**asdict(preset), "n_test": int(n_test)})
     from tqdm import tqdm
 
+    from ...progress import enabled
+
     out = Path(out)
     plans = {cat: plan_category(preset, cat, seed) for cat in preset.categories}
     total = sum(len(tr) + len(te) for tr, te in plans.values())
     manifest = {"format": "Real3D-AD", "generator": "group3ad synth", "units": "mm",
                 "seed": int(seed), "preset": asdict(preset), "anomalous_fraction_range": list(FRACTION_RANGE),
                 "categories": {}}
-    bar = tqdm(total=total, disable=not progress, desc="synth", unit="cloud")
+    bar = tqdm(total=total, disable=not enabled(progress), desc="synth", unit="cloud")
     for cat, (train, test) in plans.items():
         cat_dir = out / cat
         for sub in ("train", "test", "gt"):
