@@ -85,10 +85,11 @@ def test_feature_bank_draws_n_groups_bank_per_training_cloud(data):
     # memory_size above the feature count: the coreset keeps every row, so the bank's size is
     # the number of groups it was drawn from.
     default = Group3AD(_cfg(memory_size=10_000)).fit(train, show_progress=False)
-    assert len(default.feature_bank) == 3 * 64  # n_groups_train
+    assert len(default.feature_bank) == 3 * 96  # n_groups_test, as Reg3D-AD
     more = Group3AD(_cfg(memory_size=10_000, n_groups_bank=160)).fit(train, show_progress=False)
     assert len(more.feature_bank) == 3 * 160
-    assert _cfg(n_groups_bank=160).bank_groups == 160 and _cfg().bank_groups == 64
+    assert _cfg(n_groups_bank=160).bank_groups == 160 and _cfg().bank_groups == 96
+    assert Group3ADConfig.demo().bank_groups == 4096
     for bad in (0, -3, 2.5, "many"):
         with pytest.raises(UserError, match="n_groups_bank"):
             _cfg(n_groups_bank=bad)

@@ -5,7 +5,7 @@ fit (one category):
      first training cloud (callers pass them in sorted order);
   2. register every training cloud to the template (registration.py);
   3. the encoder: pretrained (checkpoint or self-supervised), then IUN/IAN (encoding.py);
-  4. feature bank: encoder features of ``n_groups_bank`` (default ``n_groups_train``) FPS groups
+  4. feature bank: encoder features of ``n_groups_bank`` (default ``n_groups_test``) FPS groups
      of ``group_size`` points per registered training cloud, reduced to ``memory_size`` by the
      coreset op;
   5. coordinate bank: every registered training point, reduced to ``coord_memory_size``;
