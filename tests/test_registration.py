@@ -291,3 +291,24 @@ def test_robustness_settings_are_validated(field, value):
 
     with pytest.raises(UserError, match=field):
         RegistrationConfig(**{field: value}).validate()
+
+
+def test_flip_check_counts_second_attempts_that_beat_a_passing_first():
+    """benchmarks/check_flip_normals.py: a win needs a passing first attempt and a better
+    (fitness, -rmse) second one; ties on both stay with the first."""
+    from benchmarks.check_flip_normals import summarize
+
+    def row(cat, fit1, rmse1, fit2, rmse2):
+        return {"category": cat, "fit1": fit1, "rmse1": rmse1, "fit2": fit2, "rmse2": rmse2}
+
+    rows = [row("a", 1.0, 0.20, 1.0, 0.19),   # wins by rmse
+            row("a", 0.95, 0.20, 1.0, 0.30),  # wins by fitness
+            row("a", 1.0, 0.20, 1.0, 0.20),   # exact tie: first kept
+            row("b", 0.50, 0.40, 1.0, 0.20),  # first fails: not counted as a win
+            row("b", 0.92, 0.20, 0.80, 0.10)]  # second worse
+    a, b, total = summarize(rows, 0.9)
+    assert (a["category"], a["clouds"], a["first passes"], a["second wins over a passing first"],
+            a["of which by fitness"]) == ("a", 3, 3, 2, 1)
+    assert a["largest fitness gain"] == pytest.approx(0.05)
+    assert (b["first passes"], b["second wins over a passing first"], b["first fails"]) == (1, 0, 1)
+    assert total["category"] == "all" and total["clouds"] == 5 and total["second wins over a passing first"] == 2
