@@ -32,17 +32,17 @@ inline int64_t robust_box_samples(int64_t n) { return std::min<int64_t>(n, kRobu
 // on every run, on the host and in a kernel.
 G3_HD int64_t robust_box_sample_index(int64_t i, int64_t n, int64_t s) { return i * n / s; }  // no overflow below n = 2^51
 
-// sample: (s,3) row-major finite coordinates (s >= 1); tlo/thi: the min/max box of all points
-// (finite; an extent that overflows a double gives the min/max box back). Writes the robust box
-// to lo/hi (tlo <= lo <= hi <= thi per axis).
-template <typename T>
-inline void robust_box(const T* sample, int64_t s, const double tlo[3], const double thi[3], double lo[3],
-                       double hi[3]) {
+// The box from s sampled points, coordinate a of the i-th given by coord(i, a) (finite, s >= 1);
+// tlo/thi: the min/max box of all points (finite; an extent that overflows a double gives the
+// min/max box back). Writes the robust box to lo/hi (tlo <= lo <= hi <= thi per axis).
+template <typename Coord>
+inline void robust_box_of(Coord coord, int64_t s, const double tlo[3], const double thi[3], double lo[3],
+                          double hi[3]) {
   std::vector<double> v(static_cast<size_t>(s));
   const auto cut = std::ptrdiff_t(kRobustBoxQuantile * double(s - 1));
   const auto first = v.begin() + cut, last = v.end() - 1 - cut;
   for (int a = 0; a < 3; ++a) {
-    for (int64_t i = 0; i < s; ++i) v[size_t(i)] = double(sample[3 * i + a]);
+    for (int64_t i = 0; i < s; ++i) v[size_t(i)] = double(coord(i, a));
     std::nth_element(v.begin(), first, v.end());
     const double qlo = *first;
     std::nth_element(v.begin(), last, v.end());
@@ -53,6 +53,22 @@ inline void robust_box(const T* sample, int64_t s, const double tlo[3], const do
     lo[a] = std::max(tlo[a], qlo - pad);
     hi[a] = std::min(thi[a], qhi + pad);
   }
+}
+
+// sample: (s,3) row-major, already the strided sample (the CUDA grid gathers it on the device).
+template <typename T>
+inline void robust_box(const T* sample, int64_t s, const double tlo[3], const double thi[3], double lo[3],
+                       double hi[3]) {
+  robust_box_of([sample](int64_t i, int a) { return sample[3 * i + a]; }, s, tlo, thi, lo, hi);
+}
+
+// points: the whole (n,3) row-major cloud (n >= 1), sampled here (the CPU KnnIndex).
+template <typename T>
+inline void robust_box_of_cloud(const T* points, int64_t n, const double tlo[3], const double thi[3],
+                                double lo[3], double hi[3]) {
+  const int64_t s = robust_box_samples(n);
+  robust_box_of([points, n, s](int64_t i, int a) { return points[3 * robust_box_sample_index(i, n, s) + a]; },
+                s, tlo, thi, lo, hi);
 }
 
 }  // namespace g3

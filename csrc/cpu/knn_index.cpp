@@ -219,13 +219,7 @@ struct KnnIndex<T>::Impl {
       tlo[a] = double(lo[a]);
       thi[a] = double(hi[a]);
     }
-    const int64_t samples = robust_box_samples(n);
-    std::vector<T> sample(size_t(samples) * 3);
-    for (int64_t i = 0; i < samples; ++i) {
-      const int64_t j = robust_box_sample_index(i, n, samples);
-      for (int a = 0; a < 3; ++a) sample[size_t(3 * i + a)] = p[3 * j + a];
-    }
-    robust_box(sample.data(), samples, tlo, thi, rlo, rhi);
+    robust_box_of_cloud(p, n, tlo, thi, rlo, rhi);
     double extent = 0;
     for (int a = 0; a < 3; ++a) {
       origin[a] = T(rlo[a]);
