@@ -46,7 +46,7 @@ def merge_reports(reports: list, labels: list | None = None) -> dict:
                         "merge reports of one fusion")
 
     methods: dict = {}
-    owner: dict = {}  # (method, category) -> index of the report the cell comes from
+    owner: dict = {}  # method -> {category: index of the report the cell comes from}
     for i, rep in enumerate(reports):
         for name, res in rep["methods"].items():
             out = methods.setdefault(name, {"categories": {}, "objects": {},
@@ -61,24 +61,23 @@ def merge_reports(reports: list, labels: list | None = None) -> dict:
                     out["by_fusion"][f]["categories"].pop(cat, None)
                     if cat in got:
                         out["by_fusion"][f]["categories"][cat] = copy.deepcopy(got[cat])
-                owner[name, cat] = i
+                owner.setdefault(name, {})[cat] = i
     for name, out in methods.items():
         out["mean"] = mean_metrics(out["categories"])
         for f in FUSIONS:
             by = out["by_fusion"][f]
             if by["categories"]:
                 by["mean"] = mean_metrics(by["categories"])
-        kept: dict = {}
-        for (m, cat), i in owner.items():
-            if m == name:
-                kept.setdefault(i, []).append(cat)
+        kept: dict = {}  # report index -> its categories kept, in order of first appearance
+        for cat, i in owner[name].items():
+            kept.setdefault(i, []).append(cat)
         out["sources"] = [{"report": labels[i], "categories": cats,
                            "seconds": reports[i]["methods"][name].get("seconds")} for i, cats in kept.items()]
         # A report's seconds cover all of its categories: the sum stands only where every
         # contributing report kept all of its cells.
-        whole = all(s["seconds"] is not None and len(s["categories"]) == len(reports[i]["methods"][name]["categories"])
-                    for i, s in zip(kept, out["sources"]))
-        out["seconds"] = sum(s["seconds"] for s in out["sources"]) if whole else None
+        whole = all(src["seconds"] is not None and len(src["categories"]) == len(reports[i]["methods"][name]["categories"])
+                    for i, src in zip(kept, out["sources"]))
+        out["seconds"] = sum(src["seconds"] for src in out["sources"]) if whole else None
     last = reports[-1]
     return {"config": last.get("config"), "fusion": last.get("fusion"), "data": last.get("data"),
             "methods": methods,
